@@ -1,0 +1,326 @@
+"""``plan2flow``: the command line. Reads files, calls the pure compiler, writes outputs.
+
+Exit status: 0 every plan is valid, 1 a plan is invalid, 2 usage or I/O error.
+Diagnostics go to stderr in the human format, to stdout as JSON or SARIF.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from .errors import Diagnostic, PlanError, diagnostic, sort_diagnostics
+from .files import read_plan, write_all_atomic
+from .load import SourceMap
+from .metrics import PlanMetrics, write_metrics
+from .pipeline import CompileResult, compile_plan
+from .report import format_human, format_json, format_sarif
+from .schema import render_schema
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+GRAPH_SUFFIX = ".taskgraph.json"
+
+app = typer.Typer(
+    name="plan2flow",
+    help="Compile YAML plans into hashed TaskGraphs and Prefect flows.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class Format(enum.StrEnum):
+    human = "human"
+    json = "json"
+    sarif = "sarif"
+
+
+def _version() -> str:
+    try:
+        return metadata.version("plan2flow")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "0+unknown"
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What happened to one plan file."""
+
+    path: Path
+    text: str = ""
+    result: CompileResult | None = None
+    diagnostics: tuple[Diagnostic, ...] = ()
+    unreadable: bool = False
+    stage_seconds: list[tuple[str, float]] = dataclasses.field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.result is not None and not self.unreadable
+
+
+def _check(path: Path, strict: bool) -> Outcome:
+    outcome = Outcome(path)
+    data, problem = read_plan(path)
+    if data is None:
+        assert problem is not None
+        outcome.unreadable = True
+        outcome.diagnostics = (problem,)
+        return outcome
+    outcome.text = data.decode("utf-8", errors="replace")
+    try:
+        outcome.result = compile_plan(
+            data,
+            str(path),
+            strict=strict,
+            observe=lambda stage, seconds: outcome.stage_seconds.append((stage, seconds)),
+        )
+        outcome.diagnostics = outcome.result.warnings
+    except PlanError as error:
+        outcome.diagnostics = error.diagnostics
+    return outcome
+
+
+def _check_all(paths: list[Path], strict: bool) -> list[Outcome]:
+    return [_check(path, strict) for path in paths]
+
+
+def _report(outcomes: list[Outcome], fmt: Format, console: Console, err: Console) -> None:
+    diagnostics = sort_diagnostics(d for o in outcomes for d in o.diagnostics)
+    if fmt is Format.json:
+        console.print(
+            format_json(
+                [
+                    {
+                        "file": str(o.path),
+                        "ok": o.ok,
+                        "hash": o.result.graph.hash if o.result else None,
+                        "diagnostics": o.diagnostics,
+                    }
+                    for o in outcomes
+                ]
+            ),
+            end="",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
+    if fmt is Format.sarif:
+        console.print(
+            format_sarif(diagnostics, _version()),
+            end="",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
+    sources = {str(o.path): SourceMap(str(o.path), o.text, None) for o in outcomes}
+
+    def source_line(file: str, line: int) -> str:
+        source = sources.get(file)
+        return source.line_text(line) if source else ""
+
+    if diagnostics:
+        err.print(
+            format_human(diagnostics, source_line),
+            end="",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    errors = sum(d.severity == "error" for d in diagnostics)
+    warnings = len(diagnostics) - errors
+    if errors or warnings:
+        err.print(
+            f"{len(outcomes)} plan(s) checked: {errors} error(s), {warnings} warning(s)",
+            markup=False,
+            highlight=False,
+        )
+
+
+def _exit_code(outcomes: list[Outcome]) -> int:
+    if any(o.unreadable for o in outcomes):
+        return EXIT_USAGE
+    if any(not o.ok for o in outcomes):
+        return EXIT_INVALID
+    return EXIT_OK
+
+
+def _metrics(path: Path | None, outcomes: list[Outcome]) -> None:
+    if path is None:
+        return
+    plans = []
+    for o in outcomes:
+        graph = o.result.graph if o.result else None
+        plans.append(
+            PlanMetrics(
+                plan=graph.name if graph else str(o.path),
+                outcome="ok" if o.ok else "unreadable" if o.unreadable else "invalid",
+                tasks=len(graph.document["tasks"]) if graph else 0,
+                edges=len(graph.document["edges"]) if graph else 0,
+                stage_seconds=tuple(o.stage_seconds),
+            )
+        )
+    write_metrics(path, plans, [d for o in outcomes for d in o.diagnostics])
+
+
+def _consoles() -> tuple[Console, Console]:
+    return Console(), Console(stderr=True)
+
+
+PlansArg = Annotated[
+    list[Path], typer.Argument(help="Plan files (YAML).", show_default=False, metavar="PLAN...")
+]
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="How to report diagnostics.")]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Treat warnings as errors.")]
+MetricsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--metrics-file",
+        help="Write compile metrics in Prometheus text format (node-exporter textfile collector).",
+    ),
+]
+
+
+@app.command()
+def validate(
+    plans: PlansArg,
+    fmt: FormatOpt = Format.human,
+    strict: StrictOpt = False,
+    metrics_file: MetricsOpt = None,
+) -> None:
+    """Check plans and report every problem in them; write nothing."""
+    console, err = _consoles()
+    outcomes = _check_all(plans, strict)
+    _report(outcomes, fmt, console, err)
+    if fmt is Format.human:
+        for o in outcomes:
+            if o.result is not None:
+                console.print(f"{o.path}: valid", markup=False, highlight=False)
+    _metrics(metrics_file, outcomes)
+    raise typer.Exit(_exit_code(outcomes))
+
+
+def _collisions(outcomes: list[Outcome], output_dir: Path | None) -> None:
+    """Two plans that would write the same file: the second one gets a P2F210 error."""
+    targets: dict[Path, Path] = {}
+    for o in outcomes:
+        if o.result is None:
+            continue
+        target = _target(o, output_dir)
+        first = targets.setdefault(target.resolve(), o.path)
+        if first != o.path:
+            problem = diagnostic(
+                "P2F210",
+                f"plan name '{o.result.graph.name}' is also used by {first}; both would write "
+                f"{target}",
+                "/metadata/name",
+                hint="give each plan a unique metadata.name",
+            )
+            o.diagnostics = (*o.diagnostics, o.result.source_map.locate(problem))
+            o.result = None
+
+
+def _target(outcome: Outcome, output_dir: Path | None) -> Path:
+    assert outcome.result is not None
+    directory = output_dir if output_dir is not None else outcome.path.parent
+    return directory / f"{outcome.result.graph.name}{GRAPH_SUFFIX}"
+
+
+@app.command("compile")
+def compile_command(
+    plans: PlansArg,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--output-dir", "-o", help="Where to write outputs [default: beside each plan]."
+        ),
+    ] = None,
+    fmt: FormatOpt = Format.human,
+    strict: StrictOpt = False,
+    metrics_file: MetricsOpt = None,
+) -> None:
+    """Compile plans into `<name>.taskgraph.json`; nothing is written unless every plan is valid."""
+    console, err = _consoles()
+    outcomes = _check_all(plans, strict)
+    _collisions(outcomes, output_dir)
+    _report(outcomes, fmt, console, err)
+    code = _exit_code(outcomes)
+    if code == EXIT_OK:
+        writes = [(_target(o, output_dir), o.result.graph.text) for o in outcomes if o.result]
+        try:
+            write_all_atomic(writes)
+        except OSError as error:
+            err.print(f"plan2flow: cannot write outputs: {error}", markup=False, highlight=False)
+            raise typer.Exit(EXIT_USAGE) from None
+        if fmt is Format.human:
+            for o, (target, _) in zip(outcomes, writes, strict=True):
+                assert o.result is not None
+                graph = o.result.graph
+                console.print(
+                    f"{o.path} → {target}  {len(graph.document['tasks'])} tasks, "
+                    f"{len(graph.document['edges'])} edges  {graph.hash}",
+                    markup=False,
+                    highlight=False,
+                    soft_wrap=True,
+                )
+    _metrics(metrics_file, outcomes)
+    raise typer.Exit(code)
+
+
+@app.command("hash")
+def hash_command(plan: Annotated[Path, typer.Argument(help="A plan file.")]) -> None:
+    """Print the plan's graph hash (``sha256:...``)."""
+    console, err = _consoles()
+    outcome = _check(plan, strict=False)
+    if outcome.result is None:
+        _report([outcome], Format.human, console, err)
+        raise typer.Exit(_exit_code([outcome]))
+    console.print(outcome.result.graph.hash, markup=False, highlight=False)
+
+
+@app.command()
+def schema(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
+    ] = None,
+) -> None:
+    """Print the PlanSpec JSON Schema (Draft 2020-12)."""
+    text = render_schema()
+    if output is None:
+        sys.stdout.write(text)
+        return
+    write_all_atomic([(output, text)])
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        print(f"plan2flow {_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version_callback, is_eager=True, help="Show the version."
+        ),
+    ] = False,
+) -> None:
+    """Compile YAML plans into hashed TaskGraphs and Prefect flows."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+__all__ = ["app", "main"]

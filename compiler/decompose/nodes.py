@@ -1,0 +1,126 @@
+"""The internal task node every decomposition rule produces, and the one place defaults apply."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..spec import Defaults
+from ..spec.base import MatrixValue
+from ..spec.tasks import StepFields
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Origin:
+    """Which rule made a task, from which part of the plan.
+
+    ``source`` names the part by id (``tasks[extract]``, ``components[models]``), so it survives
+    reordering; ``pointer`` locates it in this file for diagnostics and is not part of the graph.
+    """
+
+    rule: str
+    source: str
+    pointer: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Dependency:
+    """An upstream task as written, and where it is written."""
+
+    task: str
+    pointer: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Input:
+    """An input artifact: local name → ``task.artifact``, and where it is written."""
+
+    name: str
+    task: str
+    artifact: str
+    pointer: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskNode:
+    """One task after decomposition: normalized, with provenance, before linking."""
+
+    id: str
+    type: str
+    description: str
+    depends_on: tuple[Dependency, ...]
+    inputs: tuple[Input, ...]
+    outputs: tuple[str, ...]
+    params: dict[str, Any]
+    agent: str | None
+    retries: int
+    retry_delay_seconds: float
+    timeout_seconds: float | None
+    tags: tuple[str, ...]
+    origin: Origin
+    component: str | None = None
+    matrix_axes: tuple[tuple[str, tuple[MatrixValue, ...]], ...] = ()
+    matrix: tuple[tuple[str, MatrixValue], ...] = ()
+    matrix_pointer: str = ""
+    allow_unverified: bool = False
+
+
+def parse_input(name: str, ref: str, pointer: str) -> Input:
+    """Split ``task.artifact`` at its last dot: generated ids contain dots, artifact names don't."""
+    task, _, artifact = ref.rpartition(".")
+    return Input(name, task, artifact, pointer)
+
+
+def make_node(
+    *,
+    id: str,
+    type: str,
+    step: StepFields,
+    defaults: Defaults,
+    pointer: str,
+    origin: Origin,
+    params: dict[str, Any],
+    outputs: Sequence[str] = (),
+    extra_depends_on: Sequence[Dependency] = (),
+    extra_inputs: Mapping[str, Input] | None = None,
+    extra_tags: Sequence[str] = (),
+    component: str | None = None,
+    matrix_axes: Mapping[str, Sequence[MatrixValue]] | None = None,
+    matrix_pointer: str = "",
+) -> TaskNode:
+    """Build a node from written step fields, applying `defaults` where the step sets nothing."""
+    inputs = dict(extra_inputs or {})
+    for name, ref in step.inputs.items():
+        inputs[name] = parse_input(name, ref, f"{pointer}/inputs/{name}")
+    depends_on = [
+        *extra_depends_on,
+        *(Dependency(dep, f"{pointer}/depends_on/{i}") for i, dep in enumerate(step.depends_on)),
+    ]
+    return TaskNode(
+        id=id,
+        type=type,
+        description=step.description,
+        depends_on=tuple(depends_on),
+        inputs=tuple(inputs[name] for name in sorted(inputs)),
+        outputs=tuple(sorted(set(outputs))),
+        params=params,
+        agent=step.agent,
+        retries=defaults.retries if step.retries is None else step.retries,
+        retry_delay_seconds=(
+            defaults.retry_delay_seconds
+            if step.retry_delay_seconds is None
+            else step.retry_delay_seconds
+        ),
+        timeout_seconds=(
+            defaults.timeout_seconds if step.timeout_seconds is None else step.timeout_seconds
+        ),
+        tags=tuple(sorted({*defaults.tags, *extra_tags, *step.tags})),
+        origin=origin,
+        component=component,
+        matrix_axes=tuple(
+            (axis, tuple(values)) for axis, values in sorted((matrix_axes or {}).items())
+        ),
+        matrix_pointer=matrix_pointer,
+        allow_unverified=bool(params.get("allow_unverified", False)) if type == "deploy" else False,
+    )

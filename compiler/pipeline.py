@@ -1,0 +1,118 @@
+"""The compiler, top to bottom: load → validate → decompose → link → order → check → TaskGraph.
+
+A pure function of the plan text: no files, environment, clock-dependent output or network.
+Every stage reports all it finds; errors stop the pipeline only where a later stage needs what an
+earlier one could not produce, and then all of them are raised at once as one :class:`PlanError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from .decompose import decompose
+from .errors import Diagnostic, PlanError, Severity, has_errors, promote_warnings, sort_diagnostics
+from .graph.link import link
+from .graph.order import topological_order
+from .graph.taskgraph import TaskGraph, build_taskgraph
+from .load import DEFAULT_LIMITS, Limits, SourceMap, load_plan
+from .validate.cycles import check_cycles
+from .validate.graph_rules import GRAPH_RULES, check_deploys_verified
+from .validate.plan_rules import check_plan
+from .validate.schema import check_schema
+
+Observer = Callable[[str, float], None]
+"""Receives each stage's name and duration in seconds (for metrics); never affects output."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CompileResult:
+    """A compiled plan and the warnings found on the way."""
+
+    graph: TaskGraph
+    warnings: tuple[Diagnostic, ...]
+    source_map: SourceMap
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Large plans allocate millions of small objects; CPython's cyclic collector would scan
+    them again and again (measured: 2.4x slower YAML loading at 10,000 tasks)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def compile_plan(
+    source: str | bytes,
+    filename: str = "<plan>",
+    *,
+    strict: bool = False,
+    limits: Limits = DEFAULT_LIMITS,
+    observe: Observer | None = None,
+) -> CompileResult:
+    """Compile plan text into a TaskGraph, or raise :class:`PlanError` with every problem in it.
+
+    >>> plan = '''
+    ... apiVersion: plan2flow/v1
+    ... kind: Plan
+    ... metadata: {name: hello}
+    ... tasks:
+    ...   - {id: a, type: noop}
+    ...   - {id: b, type: noop, depends_on: [a]}
+    ... '''
+    >>> result = compile_plan(plan, "hello.yaml")
+    >>> [task["id"] for task in result.graph.tasks]
+    ['a', 'b']
+    """
+    clock = time.perf_counter
+    started = clock()
+
+    def stage(name: str) -> None:
+        nonlocal started
+        if observe is not None:
+            now = clock()
+            observe(name, now - started)
+            started = now
+
+    with _collector_paused():
+        loaded = load_plan(source, filename, limits)
+        stage("load")
+        source_map = loaded.source_map
+        validated, found = check_schema(loaded.data)
+        diagnostics = list(found)
+        if any(d.code == "P2F100" for d in found):
+            raise PlanError(source_map.locate(d) for d in found)
+        diagnostics += check_plan(validated.spec, loaded.data)
+        stage("validate")
+        decomposition, found = decompose(validated)
+        diagnostics += found
+        stage("decompose")
+        graph, found = link(decomposition, validated.unchecked_ids, validated.unchecked_components)
+        diagnostics += found
+        order, remaining = topological_order(graph)
+        if remaining:
+            diagnostics += check_cycles(graph, remaining)
+        elif not has_errors(diagnostics):
+            for rule in GRAPH_RULES:
+                diagnostics += rule(graph)
+        elif not (validated.unchecked_ids or validated.unchecked_components):
+            diagnostics += check_deploys_verified(graph)
+        stage("link")
+        if strict:
+            diagnostics = list(promote_warnings(diagnostics))
+        if has_errors(diagnostics):
+            raise PlanError(source_map.locate(d) for d in diagnostics)
+        taskgraph = build_taskgraph(validated.spec, graph, order)
+        stage("graph")
+    warnings = sort_diagnostics(
+        source_map.locate(d) for d in diagnostics if d.severity is Severity.WARNING
+    )
+    return CompileResult(taskgraph, warnings, source_map)

@@ -1,0 +1,79 @@
+"""The top of a plan: metadata, params, defaults, schedule and what it runs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, JsonValue, StringConstraints, model_validator
+
+from .base import AgentName, Model, PythonName, Tag
+from .components import Component, Delivery
+from .tasks import Task, TaskTypeName
+
+ParamType = Literal["string", "integer", "number", "boolean", "array", "object"]
+
+
+class Metadata(Model):
+    name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
+    """A lowercase DNS label: the flow's and the output files' name."""
+    version: str | None = None
+    description: str = ""
+    labels: dict[str, str] = {}
+
+
+class ParamSpec(Model):
+    """A typed plan parameter; it becomes a parameter of the generated flow."""
+
+    type: ParamType = "string"
+    default: JsonValue = None
+    """Without a default, the parameter must be given at run time."""
+    description: str = ""
+    enum: Annotated[list[JsonValue], Field(min_length=1)] | None = None
+
+
+class Defaults(Model):
+    """Settings every task gets unless it sets its own."""
+
+    retries: Annotated[int, Field(ge=0, le=100)] = 0
+    retry_delay_seconds: Annotated[float, Field(ge=0, le=86400)] = 10
+    timeout_seconds: Annotated[float, Field(gt=0)] | None = None
+    tags: list[Tag] = []
+    max_parallelism: Annotated[int, Field(ge=1, le=1024)] = 4
+    agents: dict[TaskTypeName, AgentName] = {}
+    """Task type → agent block document name."""
+
+
+class Schedule(Model):
+    cron: (
+        Annotated[
+            str,
+            StringConstraints(
+                pattern=r"^\s*(\S+\s+){4,5}\S+\s*$|^@(yearly|annually|monthly|weekly|daily|hourly)$"
+            ),
+        ]
+        | None
+    ) = None
+    """A cron expression of 5 fields (or 6 with seconds), or `@daily` and friends."""
+    interval_seconds: Annotated[float, Field(gt=0)] | None = None
+    timezone: str = "UTC"
+    """An IANA time zone, such as `Europe/Berlin`."""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Schedule:
+        if (self.cron is None) == (self.interval_seconds is None):
+            raise ValueError("a schedule needs exactly one of 'cron' and 'interval_seconds'")
+        return self
+
+
+class PlanSpec(Model):
+    """A plan: what to run, in which order, with which settings."""
+
+    api_version: Literal["plan2flow/v1"] = Field(alias="apiVersion")
+    kind: Literal["Plan"]
+    metadata: Metadata
+    params: dict[PythonName, ParamSpec] = {}
+    defaults: Defaults = Defaults()
+    schedule: Schedule | None = None
+    tasks: list[Task] = []
+    components: list[Component] = []
+    delivery: Delivery | None = None
