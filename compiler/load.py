@@ -152,6 +152,19 @@ def _max_flow_depth(text: str) -> int:
 
 
 _NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def _too_deep_at(text: str, max_depth: int) -> tuple[int, int]:
+    """Line and column of the first bracket past `max_depth` (only run on the failure path)."""
+    depth = 0
+    for match in _BRACKET.finditer(text):
+        depth += 1 if match.group() in "[{" else -1
+        if depth > max_depth:
+            start = match.start()
+            line_start = text.rfind("\n", 0, start) + 1
+            return text.count("\n", 0, start) + 1, start - line_start + 1
+    return 1, 1  # pragma: no cover - only called when the bound says too deep
 
 
 def _expanded_size(root: Node, limit: int) -> tuple[int, Node | None]:
@@ -306,10 +319,11 @@ class _Builder:
         return value
 
     def _unsupported_tag(self, node: Node, pointer: str) -> None:
+        tag = node.tag.replace("tag:yaml.org,2002:", "!!", 1)
         self.report(
             diagnostic(
                 "P2F008",
-                f"unsupported YAML tag '{node.tag}'",
+                f"unsupported YAML tag '{tag}'",
                 pointer,
                 hint="plans are plain data: remove the tag",
             ),
@@ -360,17 +374,19 @@ def _yaml_error(error: yaml.YAMLError, filename: str, source_map: SourceMap) -> 
 
 @dataclasses.dataclass(frozen=True)
 class LoadedPlan:
-    """A plan's plain data and the map from pointers back to its source."""
+    """A plan's plain data, the map from pointers back to its source, and the problems that did
+    not stop loading (duplicate keys, non-string keys, tags): the data is still checked further."""
 
     data: dict[str, Any]
     source_map: SourceMap
+    problems: tuple[Diagnostic, ...] = ()
 
 
 DEFAULT_LIMITS = Limits()
 
 
 def load_plan(source: str | bytes, filename: str, limits: Limits = DEFAULT_LIMITS) -> LoadedPlan:
-    """Parse plan text safely; raise :class:`PlanError` with every problem found.
+    """Parse plan text safely; raise :class:`PlanError` when it cannot be read as a mapping.
 
     >>> load_plan("apiVersion: plan2flow/v1\\nkind: Plan\\n", "p.yaml").data
     {'apiVersion': 'plan2flow/v1', 'kind': 'Plan'}
@@ -416,15 +432,19 @@ def load_plan(source: str | bytes, filename: str, limits: Limits = DEFAULT_LIMIT
     source_map = SourceMap(filename, text, None)
     depth = _max_flow_depth(text)
     if depth > limits.max_depth:
+        line, column = _too_deep_at(text, limits.max_depth)
         raise PlanError(
             [
-                source_map.locate(
+                dataclasses.replace(
                     diagnostic(
                         "P2F005",
                         f"flow collections nested {depth} levels deep; the limit is "
                         f"{limits.max_depth}",
                         hint="a plan never needs this depth; flatten the structure",
-                    )
+                    ),
+                    file=filename,
+                    line=line,
+                    column=column,
                 )
             ]
         )
@@ -449,9 +469,7 @@ def load_plan(source: str | bytes, filename: str, limits: Limits = DEFAULT_LIMIT
         _check_aliases(root, source_map, limits)
     builder = _Builder(limits.max_depth)
     data = builder.build(root, "", 0)
-    if builder.problems:
-        raise PlanError(builder.located(filename))
-    return LoadedPlan(data, source_map)
+    return LoadedPlan(data, source_map, tuple(builder.located(filename)))
 
 
 def _check_aliases(root: Node, source_map: SourceMap, limits: Limits) -> None:

@@ -37,6 +37,11 @@ class CompileResult:
     source_map: SourceMap
 
 
+def _locate(source_map: SourceMap, diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    """Locate the diagnostics that do not know their line yet (the loader's already do)."""
+    return [d if d.line is not None else source_map.locate(d) for d in diagnostics]
+
+
 @contextmanager
 def _collector_paused() -> Iterator[None]:
     """Large plans allocate millions of small objects; CPython's cyclic collector would scan
@@ -87,9 +92,9 @@ def compile_plan(
         stage("load")
         source_map = loaded.source_map
         validated, found = check_schema(loaded.data)
-        diagnostics = list(found)
+        diagnostics = [*loaded.problems, *found]
         if any(d.code == "P2F100" for d in found):
-            raise PlanError(source_map.locate(d) for d in found)
+            raise PlanError([*loaded.problems, *(source_map.locate(d) for d in found)])
         diagnostics += check_plan(validated.spec, loaded.data)
         stage("validate")
         decomposition, found = decompose(validated)
@@ -109,10 +114,10 @@ def compile_plan(
         if strict:
             diagnostics = list(promote_warnings(diagnostics))
         if has_errors(diagnostics):
-            raise PlanError(source_map.locate(d) for d in diagnostics)
+            raise PlanError(_locate(source_map, diagnostics))
         taskgraph = build_taskgraph(validated.spec, graph, order)
         stage("graph")
     warnings = sort_diagnostics(
-        source_map.locate(d) for d in diagnostics if d.severity is Severity.WARNING
+        _locate(source_map, [d for d in diagnostics if d.severity is Severity.WARNING])
     )
     return CompileResult(taskgraph, warnings, source_map)

@@ -60,7 +60,7 @@ def link(
             continue
         nodes[node.id] = node
     expansions = decomposition.expansions
-    names = [*nodes, *expansions]
+    names = [*nodes, *expansions, *unchecked_ids]
 
     def unchecked(ref: str) -> bool:
         base = ref.split("[", 1)[0]

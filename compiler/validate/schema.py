@@ -32,7 +32,7 @@ _EXPECTED = {
     "string_type": "a string",
     "int_type": "an integer",
     "float_type": "a number",
-    "bool_type": "true or false",
+    "bool_type": "a boolean (true or false)",
     "list_type": "a list",
     "dict_type": "a mapping",
     "model_type": "a mapping",
@@ -41,13 +41,15 @@ _EXPECTED = {
 
 _PATTERN_HINTS = {
     r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$": (
-        "a lowercase DNS label: a-z, 0-9 and '-', at most 63 characters"
+        "a lowercase DNS label (a-z, 0-9 and '-', at most 63 characters)"
     ),
-    r"^[A-Za-z_][A-Za-z0-9_-]*$": "letters, digits, '_' and '-', starting with a letter or '_'",
+    r"^[A-Za-z_][A-Za-z0-9_-]*$": (
+        "a name of letters, digits, '_' and '-' that starts with a letter or '_'"
+    ),
     r"^[A-Za-z_][A-Za-z0-9_]*$": "a Python identifier",
-    r"^[a-z0-9][a-z0-9-]*$": "a block document name: lowercase letters, digits and '-'",
-    r"^\S+\.[A-Za-z_][A-Za-z0-9_-]*$": "'<task id>.<artifact name>', such as 'extract.raw'",
-    r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$": "'package.module:function'",
+    r"^[a-z0-9][a-z0-9-]*$": "a block document name (lowercase letters, digits and '-')",
+    r"^\S+\.[A-Za-z_][A-Za-z0-9_-]*$": "a reference '<task id>.<artifact name>', such as 'extract.raw'",
+    r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$": "a callable 'package.module:function'",
 }
 
 
@@ -209,17 +211,19 @@ def _translate(error: ErrorDetails, data: Any) -> Diagnostic:
             on_key=on_key,
         )
     if kind == "string_pattern_mismatch":
-        rule = _PATTERN_HINTS.get(str(ctx.get("pattern")), f"matching {ctx.get('pattern')}")
-        subject = "key" if on_key else f"'{field}'"
+        rule = _PATTERN_HINTS.get(str(ctx.get("pattern")), f"text matching {ctx.get('pattern')}")
+        subject = f"key {value!r}" if on_key else f"'{field}'"
+        got = "" if on_key else f"; got {value!r}"
         return diagnostic(
             "P2F105",
-            f"{subject} {value!r} is not valid: expected {rule}",
+            f"{subject} must be {rule}{got}",
             pointer,
             on_key=on_key,
         )
     message = error["msg"].removeprefix("Value error, ")
     if kind not in {"value_error", "assertion_error"}:
-        message = f"'{field}': {message[0].lower()}{message[1:]}; got {_shown(value)}"
+        message = message.replace("Input should", "must", 1)
+        message = f"'{field}' {message[0].lower()}{message[1:]}; got {_shown(value)}"
     return diagnostic("P2F105", message, pointer)
 
 
@@ -234,7 +238,8 @@ def _translate_all(
         if item.code == "P2F104" and item.pointer in found and not item.on_key:
             # One value failed every branch of a union (`str | int | bool`): one diagnostic.
             branch_types[item.pointer].append(_EXPECTED.get(details["type"], "valid"))
-            expected = " or ".join(dict.fromkeys(branch_types[item.pointer]))
+            options = list(dict.fromkeys(branch_types[item.pointer]))
+            expected = ", ".join(options[:-1]) + " or " + options[-1]
             field = item.message.split("'")[1]
             got = item.message.rsplit("; got ", 1)[1]
             item = dataclasses.replace(
