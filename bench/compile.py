@@ -42,7 +42,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from plan2flow.compiler import compile_plan
 from plan2flow.compiler.graph.taskgraph import render_document
 
@@ -89,11 +88,10 @@ def build_plan(n: int, seed: int = SEED) -> str:
 
 def _best(run: Callable[[], Any], repeat: int) -> tuple[float, Any]:
     """The shortest of `repeat` wall-clock times of `run()`, and the value of its last call."""
-    best = math.inf
-    value = None
+    best, value = math.inf, None
     for _ in range(repeat):
         value = None
-        gc.collect()  # untimed: no garbage from the previous run is collected in the next
+        gc.collect()  # untimed: no garbage of the previous run is collected during the next
         started = time.perf_counter()
         value = run()
         best = min(best, time.perf_counter() - started)
@@ -110,48 +108,53 @@ def _parse_paused(text: str) -> Any:
             gc.enable()
 
 
-def measure(text: str, repeat: int) -> dict[str, Any]:
-    """Time `compile_plan` and the floor on `text`; measure one compile's peak memory."""
-    data = text.encode("utf-8")
-    stages: dict[str, float] = {}
-
-    def compile_once() -> Any:
-        stages.clear()
-        return compile_plan(
-            data, "plan.yaml", observe=lambda name, seconds: stages.__setitem__(name, seconds)
-        )
-
-    best_stages: dict[str, float] = {}
-    seconds = math.inf
-    result = None
+def _time_compile(data: bytes, repeat: int) -> tuple[float, dict[str, float], Any]:
+    """Best-of-`repeat` time of `compile_plan`, the stage times of that run, and a result."""
+    seconds, stages, result = math.inf, {}, None
     for _ in range(repeat):
         result = None
-        took, result = _best(compile_once, 1)
+        gc.collect()
+        run: dict[str, float] = {}
+        started = time.perf_counter()
+        result = compile_plan(data, "plan.yaml", observe=run.__setitem__)
+        took = time.perf_counter() - started
         if took < seconds:
-            seconds, best_stages = took, dict(stages)
-    assert result is not None
-    document = result.graph.document
+            seconds, stages = took, run
+    return seconds, stages, result
 
-    parse_seconds, parsed = _best(lambda: _parse_paused(text), repeat)
+
+def _time_floor(text: str, document: dict[str, Any], repeat: int) -> dict[str, float]:
+    """Best-of-`repeat` times of the floor's three parts on the same plan and document."""
+    parse, parsed = _best(lambda: _parse_paused(text), repeat)
     assert len(parsed["tasks"]) == len(document["tasks"])
-    del parsed
-    render_seconds, rendered = _best(lambda: render_document(document), repeat)
-    hash_seconds, _ = _best(lambda: hashlib.sha256(rendered.encode("utf-8")).hexdigest(), repeat)
-    floor_seconds = parse_seconds + render_seconds + hash_seconds
+    render, rendered = _best(lambda: render_document(document), repeat)
+    digest, _ = _best(lambda: hashlib.sha256(rendered.encode("utf-8")).hexdigest(), repeat)
+    return {"parse": parse, "render": render, "hash": digest}
 
-    tasks, edges = len(document["tasks"]), len(document["edges"])
-    del result, document, rendered
+
+def _peak_memory(data: bytes) -> int:
+    """Peak bytes traced while compiling once (untimed: tracing slows allocation down)."""
     gc.collect()
     tracemalloc.start()
     try:
         compile_plan(data, "plan.yaml")
-        _, peak = tracemalloc.get_traced_memory()
+        return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    gc.collect()
+        gc.collect()
 
-    # ru_maxrss is in KiB on Linux.
-    max_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+def measure(text: str, repeat: int) -> dict[str, Any]:
+    """Time `compile_plan` and the floor on `text`; measure one compile's peak memory."""
+    data = text.encode("utf-8")
+    seconds, stages, result = _time_compile(data, repeat)
+    document = result.graph.document
+    tasks, edges = len(document["tasks"]), len(document["edges"])
+    floor = _time_floor(text, document, repeat)
+    floor_seconds = sum(floor.values())
+    del result, document
+    peak = _peak_memory(data)
+    max_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
     return {
         "tasks": tasks,
         "edges": edges,
@@ -160,10 +163,8 @@ def measure(text: str, repeat: int) -> dict[str, Any]:
         "seconds": round(seconds, 4),
         "floor_seconds": round(floor_seconds, 4),
         "ratio": round(seconds / floor_seconds, 2),
-        "floor_parse_seconds": round(parse_seconds, 4),
-        "floor_render_seconds": round(render_seconds, 4),
-        "floor_hash_seconds": round(hash_seconds, 4),
-        "stage_seconds": {name: round(value, 4) for name, value in best_stages.items()},
+        **{f"floor_{part}_seconds": round(value, 4) for part, value in floor.items()},
+        "stage_seconds": {name: round(value, 4) for name, value in stages.items()},
         "peak_tracemalloc_mib": round(peak / MIB, 1),
         "max_rss_mib": round(max_rss / MIB, 1),
     }

@@ -146,7 +146,7 @@ def _max_flow_depth(text: str) -> int:
     Brackets inside strings can only over-estimate, and only plans that write 64 of them do.
     """
     brackets = _NOT_BRACKETS.sub("", text)
-    if len(brackets) < 2 * Limits.max_depth:
+    if len(brackets) <= Limits.max_depth:
         return len(brackets)
     return max(itertools.accumulate(1 if c in "[{" else -1 for c in brackets), default=0)
 
@@ -242,12 +242,11 @@ class _Builder:
     def _mapping(self, node: MappingNode, pointer: str, depth: int) -> dict[str, Any]:
         result: dict[str, Any] = {}
         first_keys: dict[str, Node] = {}
-        merged: list[Node] = []
+        merged: list[tuple[Node, Node]] = []
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE:
-                merged.extend(
-                    value_node.value if isinstance(value_node, SequenceNode) else [value_node]
-                )
+                sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
+                merged.extend((key_node, source) for source in sources)
                 continue
             key = self._key(key_node, pointer)
             if key is None:
@@ -268,13 +267,13 @@ class _Builder:
                 continue
             first_keys[key] = key_node
             result[key] = self.build(value_node, child, depth + 1)
-        for source in merged:
+        for merge_key, source in merged:
             if not isinstance(source, MappingNode):
                 self.report(
                     diagnostic(
                         "P2F104", "a merge key '<<' needs a mapping or a list of mappings", pointer
                     ),
-                    source,
+                    merge_key,
                 )
                 continue
             for key, value in self._mapping(source, pointer, depth).items():
@@ -360,7 +359,7 @@ def _yaml_error(error: yaml.YAMLError, filename: str, source_map: SourceMap) -> 
     context = getattr(error, "context", None)
     message = f"{problem} ({context})" if context else problem
     hint = None
-    if "found character '\\t'" in message:
+    if mark is not None and "\t" in source_map.line_text(mark.line + 1)[: mark.column + 1]:
         hint = "YAML indentation must use spaces, not tabs"
     elif "expected a single document" in message:
         hint = "a plan file holds one document; remove the extra '---'"
