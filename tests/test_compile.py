@@ -126,7 +126,9 @@ def test_runtime_templates_are_kept_for_the_runtime() -> None:
         "tasks:\n"
         "  - id: a\n"
         "    type: shell\n"
-        "    params: {argv: ['${{ params.who }}', '${{ outputs.o }}'], env: {X: '${{ params.who }}'}}\n"
+        "    params:\n"
+        "      argv: ['${{ params.who }}', '${{ outputs.o }}']\n"
+        "      env: {X: '${{ params.who }}'}\n"
         "    outputs: [o]\n"
         "  - {id: b, type: shell, inputs: {i: a.o}, params: {argv: [cat, '${{ inputs.i }}']}}\n"
     )
@@ -210,10 +212,8 @@ def test_delivery_uses_plan_metadata_for_the_project() -> None:
         "components: [{name: core}]\ndelivery: {assemble: {}, package: {}, deploy: {}}\n"
     )
     found = {t["id"]: t for t in compile_plan(text, "p.yaml").graph.document["tasks"]}
-    assert (found["assemble"]["params"]["project_name"], found["assemble"]["params"]["version"]) == (
-        "shop",
-        "2.0",
-    )
+    params = found["assemble"]["params"]
+    assert (params["project_name"], params["version"]) == ("shop", "2.0")
     assert found["package"]["inputs"] == {"project": "assemble.project"}
     assert found["deploy"]["inputs"] == {"dist": "package.dist"}
 
@@ -295,9 +295,7 @@ def test_matrix_task_depending_on_itself() -> None:
 
 def test_component_self_dependency_and_cycles() -> None:
     found = errors(
-        "components:\n"
-        "  - {name: a, depends_on: [a, b]}\n"
-        "  - {name: b, depends_on: [a]}\n"
+        "components:\n  - {name: a, depends_on: [a, b]}\n  - {name: b, depends_on: [a]}\n"
     )
     assert found == [
         ("P2F203", "component 'a' depends on itself"),

@@ -10,12 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from golden_files import golden_file
 from syrupy.assertion import SnapshotAssertion
 
 from plan2flow.compiler import PlanError, compile_plan
 from plan2flow.compiler.load import SourceMap
 from plan2flow.compiler.report import format_human
+
+from golden_files import golden_file
 
 ROOT = Path(__file__).parents[1]
 VALID = sorted((ROOT / "examples" / "plans").glob("*.yaml"))

@@ -1,4 +1,4 @@
-"""The published JSON Schema: generated from the models, closed everywhere, in agreement with them."""
+"""The published JSON Schema: generated from the models, closed, in agreement with them."""
 
 from __future__ import annotations
 

@@ -8,6 +8,15 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 API_VERSION = "plan2flow/v1"
 
+PATTERN_MEANINGS: dict[str, str] = {}
+"""Each name pattern of the models → what it means, for error messages."""
+
+
+def pattern(regex: str, meaning: str) -> str:
+    """Register what a pattern means, so a mismatch can be explained in words."""
+    PATTERN_MEANINGS[regex] = meaning
+    return regex
+
 
 class Model(BaseModel):
     """Strict, frozen, closed: a typo in a plan is an error, never a silently ignored field."""
@@ -24,7 +33,13 @@ class Model(BaseModel):
 
 Identifier = Annotated[
     str,
-    StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$", max_length=100),
+    StringConstraints(
+        pattern=pattern(
+            r"^[A-Za-z_][A-Za-z0-9_-]*$",
+            "a name of letters, digits, '_' and '-' that starts with a letter or '_'",
+        ),
+        max_length=100,
+    ),
     Field(description="A name: letters, digits, '_' and '-', starting with a letter or '_'."),
 ]
 """Task ids, component names and artifact names. Dots and brackets are reserved for generated ids
@@ -32,29 +47,43 @@ Identifier = Annotated[
 
 PythonName = Annotated[
     str,
-    StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=100),
+    StringConstraints(
+        pattern=pattern(r"^[A-Za-z_][A-Za-z0-9_]*$", "a Python identifier"), max_length=100
+    ),
     Field(description="A Python identifier."),
 ]
 
 TaskRef = Annotated[
     str,
-    StringConstraints(pattern=r"^\S+$", max_length=300),
+    StringConstraints(pattern=pattern(r"^\S+$", "text without spaces"), max_length=300),
     Field(description="A task id, written or generated (`models.test`, `test[python=3.12]`)."),
 ]
 
 ArtifactRef = Annotated[
     str,
-    StringConstraints(pattern=r"^\S+\.[A-Za-z_][A-Za-z0-9_-]*$", max_length=300),
+    StringConstraints(
+        pattern=pattern(
+            r"^\S+\.[A-Za-z_][A-Za-z0-9_-]*$",
+            "a reference '<task id>.<artifact name>', such as 'extract.raw'",
+        ),
+        max_length=300,
+    ),
     Field(description="`<task id>.<artifact name>`, such as `extract.raw` or `models.test.junit`."),
 ]
 
 AgentName = Annotated[
     str,
-    StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=100),
+    StringConstraints(
+        pattern=pattern(
+            r"^[a-z0-9][a-z0-9-]*$", "a block document name (lowercase letters, digits and '-')"
+        ),
+        max_length=100,
+    ),
     Field(description="The name of an agent block document registered with the Prefect server."),
 ]
 
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^\S+$")]
+"""Tags share the no-spaces pattern (and its meaning) with task references."""
 
 MatrixValue = str | int | bool
 

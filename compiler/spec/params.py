@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, JsonValue, StringConstraints
 
-from .base import Model, PythonName
+from .base import Model, PythonName, pattern
 from .component_spec import ComponentSpec
 
 
@@ -28,7 +28,12 @@ class ShellParams(Model):
 class PythonParams(Model):
     callable: Annotated[
         str,
-        StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$"),
+        StringConstraints(
+            pattern=pattern(
+                r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$",
+                "a callable 'package.module:function'",
+            )
+        ),
     ]
     """`package.module:function`, called with `kwargs` and the task's input artifacts."""
     kwargs: dict[PythonName, JsonValue] = {}

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, JsonValue, StringConstraints, model_validator
 
-from .base import AgentName, Model, PythonName, Tag
+from .base import AgentName, Model, PythonName, Tag, pattern
 from .components import Component, Delivery
 from .tasks import Task, TaskTypeName
 
@@ -14,7 +14,15 @@ ParamType = Literal["string", "integer", "number", "boolean", "array", "object"]
 
 
 class Metadata(Model):
-    name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
+    name: Annotated[
+        str,
+        StringConstraints(
+            pattern=pattern(
+                r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
+                "a lowercase DNS label (a-z, 0-9 and '-', at most 63 characters)",
+            )
+        ),
+    ]
     """A lowercase DNS label: the flow's and the output files' name."""
     version: str | None = None
     description: str = ""
@@ -48,7 +56,10 @@ class Schedule(Model):
         Annotated[
             str,
             StringConstraints(
-                pattern=r"^\s*(\S+\s+){4,5}\S+\s*$|^@(yearly|annually|monthly|weekly|daily|hourly)$"
+                pattern=pattern(
+                    r"^\s*(\S+\s+){4,5}\S+\s*$|^@(yearly|annually|monthly|weekly|daily|hourly)$",
+                    "a cron expression of 5 or 6 fields, or @daily, @hourly, ...",
+                )
             ),
         ]
         | None

@@ -19,7 +19,7 @@ from pydantic_core import ErrorDetails
 from ..errors import Diagnostic, diagnostic, pointer_join
 from ..schema import plan_schema
 from ..spec import Component, PlanSpec, Task
-from ..spec.base import API_VERSION
+from ..spec.base import API_VERSION, PATTERN_MEANINGS
 from ..spec.components import Delivery
 from ..spec.tasks import TASK_TYPES
 from .suggest import did_you_mean
@@ -37,19 +37,6 @@ _EXPECTED = {
     "dict_type": "a mapping",
     "model_type": "a mapping",
     "model_attributes_type": "a mapping",
-}
-
-_PATTERN_HINTS = {
-    r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$": (
-        "a lowercase DNS label (a-z, 0-9 and '-', at most 63 characters)"
-    ),
-    r"^[A-Za-z_][A-Za-z0-9_-]*$": (
-        "a name of letters, digits, '_' and '-' that starts with a letter or '_'"
-    ),
-    r"^[A-Za-z_][A-Za-z0-9_]*$": "a Python identifier",
-    r"^[a-z0-9][a-z0-9-]*$": "a block document name (lowercase letters, digits and '-')",
-    r"^\S+\.[A-Za-z_][A-Za-z0-9_-]*$": "a reference '<task id>.<artifact name>', such as 'extract.raw'",
-    r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$": "a callable 'package.module:function'",
 }
 
 
@@ -211,7 +198,7 @@ def _translate(error: ErrorDetails, data: Any) -> Diagnostic:
             on_key=on_key,
         )
     if kind == "string_pattern_mismatch":
-        rule = _PATTERN_HINTS.get(str(ctx.get("pattern")), f"text matching {ctx.get('pattern')}")
+        rule = PATTERN_MEANINGS.get(str(ctx.get("pattern")), f"text matching {ctx.get('pattern')}")
         subject = f"key {value!r}" if on_key else f"'{field}'"
         got = "" if on_key else f"; got {value!r}"
         return diagnostic(
