@@ -102,6 +102,9 @@ def _report(outcomes: list[Outcome], fmt: Format, console: Console, err: Console
                         "ok": o.ok,
                         "hash": o.result.graph.hash if o.result else None,
                         "diagnostics": o.diagnostics,
+                        "tasks": [dataclasses.asdict(p) for p in o.result.provenance()]
+                        if o.result
+                        else [],
                     }
                     for o in outcomes
                 ]

@@ -10,10 +10,10 @@ from __future__ import annotations
 import dataclasses
 import gc
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
-from .decompose import decompose
+from .decompose import Origin, decompose
 from .errors import Diagnostic, PlanError, Severity, has_errors, promote_warnings, sort_diagnostics
 from .graph.link import link
 from .graph.order import topological_order
@@ -29,12 +29,39 @@ Observer = Callable[[str, float], None]
 
 
 @dataclasses.dataclass(frozen=True)
+class Provenance:
+    """Where a task of the graph comes from: the rule that made it and the YAML that it was made
+    from. Lines are kept out of the TaskGraph itself, so comments and reordering change no byte."""
+
+    task: str
+    rule: str
+    source: str
+    pointer: str
+    line: int
+    column: int
+
+
+@dataclasses.dataclass(frozen=True)
 class CompileResult:
     """A compiled plan and the warnings found on the way."""
 
     graph: TaskGraph
     warnings: tuple[Diagnostic, ...]
     source_map: SourceMap
+    origins: Mapping[str, Origin] = dataclasses.field(default_factory=dict)
+
+    def provenance(self) -> list[Provenance]:
+        """Every task's origin, located in the source, in the graph's task order."""
+        found = []
+        for task in self.graph.document["tasks"]:
+            origin = self.origins[task["id"]]
+            span = self.source_map.span(origin.pointer)
+            found.append(
+                Provenance(
+                    task["id"], origin.rule, origin.source, origin.pointer, span.line, span.column
+                )
+            )
+        return found
 
 
 def _locate(source_map: SourceMap, diagnostics: list[Diagnostic]) -> list[Diagnostic]:
@@ -120,4 +147,5 @@ def compile_plan(
     warnings = sort_diagnostics(
         _locate(source_map, [d for d in diagnostics if d.severity is Severity.WARNING])
     )
-    return CompileResult(taskgraph, warnings, source_map)
+    origins = {task_id: node.origin for task_id, node in graph.nodes.items()}
+    return CompileResult(taskgraph, warnings, source_map, origins)

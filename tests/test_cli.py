@@ -255,3 +255,13 @@ def test_no_invalid_example_produces_a_traceback(case: Path) -> None:
     assert result.exit_code == 1, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert "Traceback" not in result.output
+
+
+def test_json_format_gives_each_task_its_source_line() -> None:
+    result = runner.invoke(app, ["validate", "--format", "json", str(HELLO)])
+    (entry,) = json.loads(result.stdout)["plans"]
+    assert [(t["task"], t["line"], t["rule"]) for t in entry["tasks"]] == [
+        ("greet", 15, "task"),
+        ("count", 22, "task"),
+        ("done", 28, "task"),
+    ]

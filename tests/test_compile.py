@@ -422,3 +422,30 @@ def test_human_format_caps_output_per_file() -> None:
     assert text.count("P2F106") == MAX_PER_FILE
     assert text.endswith("p.yaml: ... and 5 more (use --format json to see all)\n")
     assert str(caught.value).startswith("p.yaml:5:20: P2F106 unknown task type 'nope'")
+
+
+def test_provenance_locates_every_task_with_its_rule() -> None:
+    text = (
+        HEAD + "tasks:\n"
+        "  - {id: a, type: noop}\n"
+        "  - id: m\n"
+        "    type: noop\n"
+        "    depends_on: [a]\n"
+        "    matrix: {v: [1, 2]}\n"
+        "components:\n"
+        "  - {name: c}\n"
+        "delivery:\n"
+        "  assemble: {}\n"
+    )
+    result = compile_plan(text, "p.yaml")
+    found = {(p.task, p.rule, p.source, p.line, p.column) for p in result.provenance()}
+    assert found == {
+        ("a", "task", "tasks[a]", 5, 5),
+        ("m[v=1]", "matrix", "tasks[m]", 6, 5),
+        ("m[v=2]", "matrix", "tasks[m]", 6, 5),
+        ("c.generate_code", "component", "components[c]", 11, 5),
+        ("c.validate", "component", "components[c]", 11, 5),
+        ("c.test", "component", "components[c]", 11, 5),
+        ("assemble", "delivery", "delivery.assemble", 13, 13),
+    }
+    assert [p.task for p in result.provenance()] == [t["id"] for t in result.graph.tasks]

@@ -180,6 +180,7 @@ def expand_matrix(
                 params=params,
                 matrix=combination,
                 matrix_axes=(),
+                origin=dataclasses.replace(node.origin, rule=RULE),
             )
             ids.append(child.id)
             expanded.append(child)
