@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from .codegen import flow_file_name, graph_file_name
 from .errors import Diagnostic, PlanError, diagnostic, sort_diagnostics
 from .files import read_plan, write_all_atomic
 from .load import SourceMap
@@ -25,7 +26,6 @@ from .report import format_human, format_json, format_sarif
 from .schema import render_schema
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
-GRAPH_SUFFIX = ".taskgraph.json"
 
 app = typer.Typer(
     name="plan2flow",
@@ -232,9 +232,10 @@ def _collisions(outcomes: list[Outcome], output_dir: Path | None) -> None:
 
 
 def _target(outcome: Outcome, output_dir: Path | None) -> Path:
+    """Where a plan's TaskGraph goes; its flow module goes beside it."""
     assert outcome.result is not None
     directory = output_dir if output_dir is not None else outcome.path.parent
-    return directory / f"{outcome.result.graph.name}{GRAPH_SUFFIX}"
+    return directory / graph_file_name(outcome.result.graph.name)
 
 
 @app.command("compile")
@@ -250,25 +251,34 @@ def compile_command(
     strict: StrictOpt = False,
     metrics_file: MetricsOpt = None,
 ) -> None:
-    """Compile plans into `<name>.taskgraph.json`; nothing is written unless every plan is valid."""
+    """Compile plans into `<name>.taskgraph.json` and `<name>_flow.py`; nothing is written unless
+    every plan is valid."""
     console, err = _consoles()
     outcomes = _check_all(plans, strict)
     _collisions(outcomes, output_dir)
     _report(outcomes, fmt, console, err)
     code = _exit_code(outcomes)
     if code == EXIT_OK:
-        writes = [(_target(o, output_dir), o.result.graph.text) for o in outcomes if o.result]
+        writes = []
+        for o in outcomes:
+            assert o.result is not None
+            target = _target(o, output_dir)
+            writes.append((target, o.result.graph.text))
+            writes.append(
+                (target.parent / flow_file_name(o.result.graph.name), o.result.flow_source)
+            )
         try:
             write_all_atomic(writes)
         except OSError as error:
             err.print(f"plan2flow: cannot write outputs: {error}", markup=False, highlight=False)
             raise typer.Exit(EXIT_USAGE) from None
         if fmt is Format.human:
-            for o, (target, _) in zip(outcomes, writes, strict=True):
+            for o, (target, _) in zip(outcomes, writes[::2], strict=True):
                 assert o.result is not None
                 graph = o.result.graph
+                module = target.parent / flow_file_name(graph.name)
                 console.print(
-                    f"{o.path} → {target}  {len(graph.document['tasks'])} tasks, "
+                    f"{o.path} → {target}, {module.name}  {len(graph.document['tasks'])} tasks, "
                     f"{len(graph.document['edges'])} edges  {graph.hash}",
                     markup=False,
                     highlight=False,
@@ -301,6 +311,53 @@ def schema(
         sys.stdout.write(text)
         return
     write_all_atomic([(output, text)])
+
+
+@app.command()
+def run(
+    target: Annotated[
+        Path, typer.Argument(help="A plan (YAML) or a compiled TaskGraph (.taskgraph.json).")
+    ],
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="A plan parameter, NAME=VALUE (repeatable)."),
+    ] = None,
+    max_parallel: Annotated[
+        int | None,
+        typer.Option("--max-parallel", min=1, help="Worker threads [default: the plan's]."),
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Run every task, even those that already succeeded.")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs.")] = False,
+) -> None:
+    """Run a plan with Prefect: ephemeral by default, on a server when PREFECT_API_URL is set."""
+    console, err = _consoles()
+    from plan2flow.flows.launch import LaunchError, graph_from_file, prefect_environment, run_plan
+
+    try:
+        if target.name.endswith(".json"):
+            graph, flow_source = graph_from_file(target)
+        else:
+            outcome = _check(target, strict=False)
+            if outcome.result is None:
+                _report([outcome], Format.human, console, err)
+                raise typer.Exit(_exit_code([outcome]))
+            graph, flow_source = outcome.result.graph, outcome.result.flow_source
+        prefect_environment(verbose)
+        code = run_plan(
+            graph,
+            flow_source,
+            str(target),
+            param or [],
+            max_parallel=max_parallel,
+            no_cache=no_cache,
+            console=console,
+        )
+    except (LaunchError, OSError) as error:
+        err.print(f"plan2flow: {error}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_USAGE) from None
+    raise typer.Exit(code)
 
 
 def _version_callback(value: bool) -> None:

@@ -34,7 +34,7 @@ def write_metrics(
     )
     seconds = Gauge(
         "plan2flow_compile_stage_seconds",
-        "Seconds spent in each compiler stage (load, validate, decompose, link, graph)",
+        "Seconds spent in each compiler stage (load, validate, decompose, link, graph, codegen)",
         ["plan", "stage"],
         registry=registry,
     )

@@ -1,4 +1,5 @@
-"""The compiler, top to bottom: load → validate → decompose → link → order → check → TaskGraph.
+"""The compiler, top to bottom: load → validate → decompose → link → order → check → TaskGraph
+→ flow module.
 
 A pure function of the plan text: no files, environment, clock-dependent output or network.
 Every stage reports all it finds; errors stop the pipeline only where a later stage needs what an
@@ -13,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
+from .codegen import render_flow
 from .decompose import Origin, decompose
 from .errors import Diagnostic, PlanError, Severity, has_errors, promote_warnings, sort_diagnostics
 from .graph.link import link
@@ -46,6 +48,8 @@ class CompileResult:
     """A compiled plan and the warnings found on the way."""
 
     graph: TaskGraph
+    flow_source: str
+    """The generated Prefect flow module (``<name>_flow.py``)."""
     warnings: tuple[Diagnostic, ...]
     source_map: SourceMap
     origins: Mapping[str, Origin] = dataclasses.field(default_factory=dict)
@@ -144,8 +148,10 @@ def compile_plan(
             raise PlanError(_locate(source_map, diagnostics))
         taskgraph = build_taskgraph(validated.spec, graph, order)
         stage("graph")
+        flow_source = render_flow(taskgraph, filename)
+        stage("codegen")
     warnings = sort_diagnostics(
         _locate(source_map, [d for d in diagnostics if d.severity is Severity.WARNING])
     )
     origins = {task_id: node.origin for task_id, node in graph.nodes.items()}
-    return CompileResult(taskgraph, warnings, source_map, origins)
+    return CompileResult(taskgraph, flow_source, warnings, source_map, origins)

@@ -1,0 +1,45 @@
+"""Artifacts pass between tasks by reference: a path on disk and the digest of its content.
+
+A task's outputs live in a directory named by the task's cache key, so a task served from
+Prefect's cache hands its downstream the very files the original run wrote.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from pathlib import Path
+
+
+@dataclasses.dataclass(frozen=True)
+class Artifact:
+    path: str
+    digest: str
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskOutput:
+    """What a completed task returns to Prefect (and its result file holds): references only."""
+
+    task_id: str
+    artifacts: dict[str, Artifact]
+    logs: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Captured stdout/stderr files, by name (not part of any cache key)."""
+
+
+def digest_path(path: Path) -> str:
+    """sha256 of a file, or of a directory tree (relative names and file contents, sorted)."""
+    digest = hashlib.sha256()
+    if path.is_file():
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        return "sha256:" + digest.hexdigest()
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            file = Path(root) / name
+            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
+            digest.update(digest_path(file).encode() + b"\0")
+    return "sha256:" + digest.hexdigest()

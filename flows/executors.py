@@ -1,0 +1,131 @@
+"""What each task type does when it runs. `shell`, `python` and `noop` run in the flow itself;
+the software-factory types are dispatched to their agent through :func:`resolve_agent`."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import json
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .graph import GraphTask
+
+
+class TaskFailure(RuntimeError):
+    """A task did its work and the work failed (non-zero exit, exception, missing output)."""
+
+
+class AgentNotRegisteredError(TaskFailure):
+    """No agent serves this task type on this installation."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskContext:
+    """Everything an executor needs: resolved params, paths of inputs and outputs, directories."""
+
+    task: GraphTask
+    params: dict[str, Any]
+    inputs: dict[str, Path]
+    outputs: dict[str, Path]
+    workdir: Path
+    logs_dir: Path
+
+
+Executor = Callable[[TaskContext], Any]
+
+TAIL_LINES = 20
+
+
+def _tail(path: Path) -> str:
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    return "\n".join(lines[-TAIL_LINES:])
+
+
+def run_shell(context: TaskContext) -> None:
+    """Run argv without a shell (or argv[0] as an ``sh -c`` script with ``shell: true``), with the
+    task's env, in its working directory; stdout and stderr go to files kept as artifacts."""
+    params = context.params
+    argv = list(params["argv"])
+    if params.get("shell"):
+        argv = ["/bin/sh", "-c", argv[0], "sh", *argv[1:]]
+    cwd = context.workdir
+    if params.get("cwd"):
+        cwd = (context.workdir / params["cwd"]).resolve()
+        if not cwd.is_relative_to(context.workdir.resolve()):
+            raise TaskFailure(f"cwd {params['cwd']!r} leaves the task's workspace")
+        cwd.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **params.get("env", {})}
+    env["P2F_TASK_ID"] = context.task.id
+    env["P2F_WORKDIR"] = str(context.workdir)
+    for name, path in context.inputs.items():
+        env[f"P2F_INPUT_{name.upper().replace('-', '_')}"] = str(path)
+    for name, path in context.outputs.items():
+        env[f"P2F_OUTPUT_{name.upper().replace('-', '_')}"] = str(path)
+    stdout, stderr = context.logs_dir / "stdout.txt", context.logs_dir / "stderr.txt"
+    with open(stdout, "wb") as out, open(stderr, "wb") as err:
+        try:
+            done = subprocess.run(
+                argv,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                timeout=context.task.timeout_seconds,
+                check=False,
+            )
+        except FileNotFoundError:
+            raise TaskFailure(f"command not found: {argv[0]!r}") from None
+        except subprocess.TimeoutExpired:
+            raise TaskFailure(
+                f"timed out after {context.task.timeout_seconds} s: {' '.join(argv)}"
+            ) from None
+    if done.returncode != 0:
+        raise TaskFailure(
+            f"exit status {done.returncode}: {' '.join(argv)}\n--- stderr (last lines)\n"
+            + _tail(stderr)
+        )
+
+
+def run_python(context: TaskContext) -> None:
+    """Call ``module:function`` with its kwargs, its inputs as paths, and, if it takes one, an
+    ``outputs`` mapping of paths to write. A JSON-serializable return value is kept as
+    ``return.json``."""
+    module_name, _, function_name = context.params["callable"].partition(":")
+    try:
+        function = getattr(importlib.import_module(module_name), function_name)
+    except (ImportError, AttributeError) as error:
+        raise TaskFailure(f"cannot load {context.params['callable']!r}: {error}") from None
+    arguments: dict[str, Any] = {**context.params.get("kwargs", {}), **context.inputs}
+    if "outputs" in inspect.signature(function).parameters:
+        arguments["outputs"] = context.outputs
+    value = function(**arguments)
+    if value is not None:
+        (context.logs_dir / "return.json").write_text(
+            json.dumps(value, sort_keys=True, default=str) + "\n", encoding="utf-8"
+        )
+
+
+def run_noop(context: TaskContext) -> None:
+    """A join point: nothing to do."""
+
+
+def resolve_agent(task: GraphTask) -> Executor:
+    """The agent block that executes a software-factory task."""
+    agent = task.agent or {}
+    raise AgentNotRegisteredError(
+        f"no agent registered for type '{task.type}' (block type "
+        f"'{agent.get('block_type')}', document '{agent.get('block_document')}')"
+    )
+
+
+EXECUTORS: dict[str, Executor] = {"shell": run_shell, "python": run_python, "noop": run_noop}
+
+
+def executor_for(task: GraphTask) -> Executor:
+    return EXECUTORS.get(task.type) or resolve_agent(task)

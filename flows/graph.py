@@ -1,0 +1,99 @@
+"""The TaskGraph as the runtime reads it, verified against the hash its module was made from."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from plan2flow.compiler.graph.taskgraph import graph_hash
+
+
+class StaleModuleError(RuntimeError):
+    """The flow module and the TaskGraph beside it do not belong together."""
+
+
+@dataclasses.dataclass(frozen=True)
+class GraphTask:
+    id: str
+    type: str
+    hash: str
+    depends_on: tuple[str, ...]
+    inputs: dict[str, str]
+    outputs: tuple[str, ...]
+    params: dict[str, Any]
+    agent: dict[str, str] | None
+    retries: int
+    retry_delay_seconds: float
+    timeout_seconds: float | None
+    tags: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Graph:
+    name: str
+    hash: str
+    path: Path
+    params: dict[str, dict[str, Any]]
+    max_parallelism: int
+    tasks: dict[str, GraphTask]
+    order: tuple[str, ...]
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any], path: Path) -> Graph:
+        tasks = {
+            entry["id"]: GraphTask(
+                id=entry["id"],
+                type=entry["type"],
+                hash=entry["hash"],
+                depends_on=tuple(entry["depends_on"]),
+                inputs=dict(entry["inputs"]),
+                outputs=tuple(entry["outputs"]),
+                params=entry["params"],
+                agent=entry["agent"],
+                retries=entry["retries"],
+                retry_delay_seconds=entry["retry_delay_seconds"],
+                timeout_seconds=entry["timeout_seconds"],
+                tags=tuple(entry["tags"]),
+            )
+            for entry in document["tasks"]
+        }
+        return cls(
+            name=document["plan"]["name"],
+            hash=document["hash"],
+            path=path,
+            params=document["params"],
+            max_parallelism=document["settings"]["max_parallelism"],
+            tasks=tasks,
+            order=tuple(entry["id"] for entry in document["tasks"]),
+        )
+
+
+def read_graph(path: Path) -> Graph:
+    """Read a TaskGraph file and check that its text still has the hash it records."""
+    text = path.read_text(encoding="utf-8")
+    document = json.loads(text)
+    actual = graph_hash(text)
+    if document.get("hash") != actual:
+        raise StaleModuleError(
+            f"{path} was edited after it was compiled (its content hashes to {actual}, "
+            f"it records {document.get('hash')}); compile the plan again"
+        )
+    return Graph.from_document(document, path)
+
+
+def load_graph(module_file: str, graph_file: str, expected_hash: str) -> Graph:
+    """The graph a generated module was made from; refuses a module and graph that disagree."""
+    path = Path(module_file).resolve().parent / graph_file
+    if not path.exists():
+        raise StaleModuleError(
+            f"{Path(module_file).name} needs {graph_file} beside it; compile the plan again"
+        )
+    graph = read_graph(path)
+    if graph.hash != expected_hash:
+        raise StaleModuleError(
+            f"{Path(module_file).name} was generated from graph {expected_hash}, but "
+            f"{graph_file} is {graph.hash}: the module is stale; run `plan2flow compile` again"
+        )
+    return graph

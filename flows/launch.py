@@ -1,0 +1,218 @@
+"""``plan2flow run``: compile (or read) a graph, write its flow module, run it, show progress.
+
+This module sets Prefect's environment before Prefect is imported: ephemeral mode when no server
+is configured (``PREFECT_API_URL`` unset), results under the plan2flow home, no telemetry, and
+quiet console logs (the logs still reach the Prefect API and its UI).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from plan2flow.compiler.codegen import flow_file_name, graph_file_name, render_flow
+from plan2flow.compiler.files import write_all_atomic
+from plan2flow.compiler.graph.taskgraph import TaskGraph, graph_hash
+
+from .home import plan2flow_home
+
+
+class LaunchError(Exception):
+    """A problem with what the user asked to run (exit status 2)."""
+
+
+def prefect_environment(verbose: bool = False) -> None:
+    """Defaults for running plans on this machine; explicit settings always win."""
+    home = plan2flow_home()
+    defaults = {
+        "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(home / "results"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+    if not os.environ.get("PREFECT_API_URL"):
+        defaults["PREFECT_SERVER_ALLOW_EPHEMERAL_MODE"] = "true"
+    if not verbose:
+        for handler in ("CONSOLE", "CONSOLE_FLOW_RUNS", "CONSOLE_TASK_RUNS"):
+            defaults[f"PREFECT_LOGGING_HANDLERS_{handler}_LEVEL"] = "CRITICAL"
+    for key, value in defaults.items():
+        os.environ.setdefault(key, value)
+
+
+def build(graph: TaskGraph, flow_source: str, source: str) -> Path:
+    """Write the graph and its flow module under the plan2flow home; return the module's path."""
+    directory = plan2flow_home() / "build" / graph.name
+    module = directory / flow_file_name(graph.name)
+    write_all_atomic([(directory / graph_file_name(graph.name), graph.text), (module, flow_source)])
+    return module
+
+
+def graph_from_file(path: Path) -> tuple[TaskGraph, str]:
+    """A compiled TaskGraph file and its flow module source."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise LaunchError(f"{path}: not a TaskGraph (invalid JSON: {error})") from None
+    if not isinstance(document, dict) or document.get("kind") != "TaskGraph":
+        raise LaunchError(f"{path}: not a TaskGraph (kind is not 'TaskGraph')")
+    if document.get("hash") != graph_hash(text):
+        raise LaunchError(f"{path}: the graph was edited after it was compiled; compile it again")
+    graph = TaskGraph(document["plan"]["name"], document["hash"], text, document)
+    return graph, render_flow(graph, path.name)
+
+
+def parse_params(pairs: Sequence[str], declared: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """``k=v`` pairs typed by the plan's parameter declarations."""
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if not sep:
+            raise LaunchError(f"--param {pair!r}: expected NAME=VALUE")
+        if name not in declared:
+            known = ", ".join(sorted(declared)) or "none"
+            raise LaunchError(f"--param {name!r}: the plan has no such parameter (it has: {known})")
+        kind = declared[name]["type"]
+        try:
+            if kind == "string":
+                values[name] = raw
+            elif kind == "integer":
+                values[name] = int(raw)
+            elif kind == "number":
+                values[name] = float(raw)
+            elif kind == "boolean":
+                if raw.lower() not in {"true", "false"}:
+                    raise ValueError(raw)
+                values[name] = raw.lower() == "true"
+            else:
+                values[name] = json.loads(raw)
+        except ValueError:
+            raise LaunchError(f"--param {name}={raw!r}: not a valid {kind}") from None
+    missing = sorted(n for n, spec in declared.items() if spec["required"] and n not in values)
+    if missing:
+        raise LaunchError(f"missing required parameter(s): {', '.join(missing)} (use --param)")
+    return values
+
+
+def _import(module_path: Path) -> Any:
+    name = f"plan2flow_generated_{module_path.stem}"
+    spec = importlib.util.spec_from_file_location(name, module_path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _duration(seconds: float | None) -> str:
+    return "" if seconds is None else f"{seconds:.2f}s"
+
+
+def _table(title: str, rows: list[tuple[str, str, str, str]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("task", "state", "duration", "attempts"):
+        table.add_column(column)
+    styles = {"Completed": "green", "Cached": "cyan", "Running": "yellow", "Retrying": "yellow"}
+    for task_id, state, duration, attempts in rows:
+        style = styles.get(state, "red" if state not in {"Pending"} else "dim")
+        table.add_row(task_id, f"[{style}]{state}[/]", duration, attempts)
+    return table
+
+
+def run_plan(
+    graph: TaskGraph,
+    flow_source: str,
+    source: str,
+    params: Sequence[str],
+    *,
+    max_parallel: int | None,
+    no_cache: bool,
+    console: Console,
+) -> int:
+    """Run a compiled plan; print live progress and a summary; return the exit status."""
+    values = parse_params(params, graph.document["params"])
+    module_path = build(graph, flow_source, source)
+
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    from . import runtime
+
+    module = _import(module_path)
+    flow_function = next(
+        value
+        for value in vars(module).values()
+        if getattr(value, "name", None) == graph.name and hasattr(value, "with_options")
+    )
+    if max_parallel is not None:
+        flow_function = flow_function.with_options(
+            task_runner=ThreadPoolTaskRunner(max_workers=max_parallel)
+        )
+
+    order = [task["id"] for task in graph.document["tasks"]]
+    records: dict[str, Any] = {}
+    lock = threading.Lock()
+    live: Live | None = None
+
+    def rows() -> list[tuple[str, str, str, str]]:
+        with lock:
+            current = dict(records)
+        return [
+            (
+                task_id,
+                current[task_id].state if task_id in current else "Pending",
+                _duration(current[task_id].duration) if task_id in current else "",
+                str(current[task_id].attempts) if task_id in current else "",
+            )
+            for task_id in order
+        ]
+
+    def observe(task_id: str, record: Any) -> None:
+        with lock:
+            records[task_id] = record
+        if live is not None:
+            live.update(_table(f"plan {graph.name}", rows()))
+
+    console.print(
+        f"running plan {graph.name} ({graph.hash}) from {source}", highlight=False, soft_wrap=True
+    )
+    options = runtime.RunOptions(no_cache=no_cache, observer=observe)
+    if console.is_terminal:
+        live = Live(_table(f"plan {graph.name}", rows()), console=console, transient=True)
+        live.start()
+    try:
+        with runtime.options(options):
+            state = flow_function(**values, return_state=True)
+    finally:
+        if live is not None:
+            live.stop()
+
+    flow_run_id = str(state.state_details.flow_run_id)
+    summary = runtime.summary_of(flow_run_id)
+    if summary is None:
+        console.print(f"[red]flow run failed before its tasks ran:[/] {state.message}")
+        return 1
+    table = _table(
+        f"plan {graph.name}: {'completed' if summary.ok else 'failed'}",
+        [
+            (t.id, t.state, _duration(t.duration_seconds), str(t.attempts or ""))
+            for t in summary.tasks
+        ],
+    )
+    console.print(table)
+    for task in summary.tasks:
+        if task.message and task.state not in {"Completed", "Cached"}:
+            console.print(f"[red]{task.id}[/]: {task.message}", highlight=False)
+    console.print(f"flow run: {flow_run_id}", highlight=False)
+    if PREFECT_API_URL.value() and PREFECT_UI_URL.value():
+        console.print(f"view it at {PREFECT_UI_URL.value()}/runs/flow-run/{flow_run_id}")
+    console.print(f"workspace: {summary.workspace}\nartifacts: {summary.artifacts}")
+    return 0 if summary.ok else 1
