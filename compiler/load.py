@@ -24,7 +24,33 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .errors import Diagnostic, PlanError, Related, diagnostic, pointer_join, pointer_parts
 
-_Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BaseLoader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_RESOLVED: dict[tuple[str, bool], str] = {}
+_MAX_RESOLVED = 4096
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc]
+    """libyaml's composer with the Python-side bookkeeping it does per node cut down: no path
+    resolvers are registered, and plans repeat the same plain scalars (types, ids) endlessly."""
+
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        return None
+
+    def ascend_resolver(self) -> None:
+        return None
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        if kind is not ScalarNode or not implicit[0]:
+            return str(super().resolve(kind, value, implicit))
+        key = (value, implicit[1])
+        tag = _RESOLVED.get(key)
+        if tag is None:
+            tag = str(super().resolve(kind, value, implicit))
+            if len(_RESOLVED) < _MAX_RESOLVED:
+                _RESOLVED[key] = tag
+        return tag
+
+
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
 
 _STR = "tag:yaml.org,2002:str"

@@ -83,6 +83,9 @@ def _collector_paused() -> Iterator[None]:
         yield
     finally:
         if enabled:
+            # Move what survived into the oldest generation without scanning it now.
+            gc.freeze()
+            gc.unfreeze()
             gc.enable()
 
 

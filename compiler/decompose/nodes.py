@@ -66,6 +66,10 @@ class TaskNode:
     allow_unverified: bool = False
 
 
+def _seconds(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
 def parse_input(name: str, ref: str, pointer: str) -> Input:
     """Split ``task.artifact`` at its last dot: generated ids contain dots, artifact names don't."""
     task, _, artifact = ref.rpartition(".")
@@ -107,12 +111,13 @@ def make_node(
         params=params,
         agent=step.agent,
         retries=defaults.retries if step.retries is None else step.retries,
-        retry_delay_seconds=(
+        # float(): a plan may write 10 or 10.0; both must give the same graph bytes.
+        retry_delay_seconds=float(
             defaults.retry_delay_seconds
             if step.retry_delay_seconds is None
             else step.retry_delay_seconds
         ),
-        timeout_seconds=(
+        timeout_seconds=_seconds(
             defaults.timeout_seconds if step.timeout_seconds is None else step.timeout_seconds
         ),
         tags=tuple(sorted({*defaults.tags, *extra_tags, *step.tags})),

@@ -9,18 +9,24 @@ from typing import Any
 HASH_PREFIX = "sha256:"
 
 
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+"""One encoder for every call: `json.dumps` with options builds a new one each time."""
+
+
+def compact_json(value: Any) -> str:
+    """Canonical JSON of a value, without the trailing newline."""
+    return _ENCODER.encode(value)
+
+
 def canonical_json(value: Any) -> str:
     """Sorted keys, fixed separators, UTF-8 text, a trailing newline; NaN is an error.
 
     >>> canonical_json({"b": 1, "a": [True, None, "é"]})
     '{"a":[true,null,"é"],"b":1}\\n'
     """
-    return (
-        json.dumps(
-            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        )
-        + "\n"
-    )
+    return _ENCODER.encode(value) + "\n"
 
 
 def digest(text: str) -> str:

@@ -8,13 +8,12 @@ per changed task. The graph hash is the digest of that text without its top-leve
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any
 
 from ..decompose import AGENT_BLOCK_TYPES, TaskNode
 from ..spec import PlanSpec
 from ..spec.base import API_VERSION
-from .canonical import canonical_json, digest
+from .canonical import canonical_json, compact_json, digest
 from .link import LinkedGraph
 
 KIND = "TaskGraph"
@@ -34,12 +33,6 @@ class TaskGraph:
         return list(self.document["tasks"])
 
 
-def _compact(value: Any) -> str:
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
-
-
 def render_document(document: dict[str, Any]) -> str:
     """The reviewable canonical layout of a TaskGraph document (see the module docstring)."""
     lines = ["{"]
@@ -48,10 +41,10 @@ def render_document(document: dict[str, Any]) -> str:
         value = document[key]
         comma = "," if position < len(keys) - 1 else ""
         if isinstance(value, list) and value:
-            items = ",\n".join("    " + _compact(item) for item in value)
-            lines.append(f"  {_compact(key)}: [\n{items}\n  ]{comma}")
+            items = ",\n".join("    " + compact_json(item) for item in value)
+            lines.append(f"  {compact_json(key)}: [\n{items}\n  ]{comma}")
         else:
-            lines.append(f"  {_compact(key)}: {_compact(value)}{comma}")
+            lines.append(f"  {compact_json(key)}: {compact_json(value)}{comma}")
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -156,5 +149,8 @@ def build_taskgraph(spec: PlanSpec, graph: LinkedGraph, order: list[str]) -> Tas
         "tasks": tasks,
     }
     unhashed = render_document(document)
-    document["hash"] = graph_hash(unhashed)
-    return TaskGraph(spec.metadata.name, document["hash"], render_document(document), document)
+    document["hash"] = digest(unhashed)
+    # The text without its hash line is `unhashed`: insert the line rather than render again.
+    hash_line = f'\n  "hash": {compact_json(document["hash"])},\n  "kind": '
+    text = unhashed.replace('\n  "kind": ', hash_line, 1)
+    return TaskGraph(spec.metadata.name, document["hash"], text, document)

@@ -25,7 +25,6 @@ class Model(BaseModel):
         extra="forbid",
         frozen=True,
         strict=True,
-        validate_default=True,
         populate_by_name=True,
         use_attribute_docstrings=True,
     )

@@ -43,7 +43,7 @@ class Defaults(Model):
     """Settings every task gets unless it sets its own."""
 
     retries: Annotated[int, Field(ge=0, le=100)] = 0
-    retry_delay_seconds: Annotated[float, Field(ge=0, le=86400)] = 10
+    retry_delay_seconds: Annotated[float, Field(ge=0, le=86400)] = 10.0
     timeout_seconds: Annotated[float, Field(gt=0)] | None = None
     tags: list[Tag] = []
     max_parallelism: Annotated[int, Field(ge=1, le=1024)] = 4
