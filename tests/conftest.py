@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+
 @pytest.fixture(scope="session")
 def prefect_api() -> Iterator[None]:
-    """A real Prefect API (temporary SQLite server) for the whole session: it takes ~9 s to start."""
+    """A real Prefect API (a temporary SQLite server) for the whole session: it takes ~9 s."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from prefect.testing.utilities import prefect_test_harness
 
@@ -20,7 +21,7 @@ def prefect_api() -> Iterator[None]:
 
 @pytest.fixture
 def run_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_api: None) -> Iterator[Path]:
-    """A fresh PLAN2FLOW_HOME and Prefect result store, so cached results never leak across tests."""
+    """A fresh PLAN2FLOW_HOME and Prefect result store: no cached result leaks across tests."""
     from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_settings
 
     home = tmp_path / "home"

@@ -1,7 +1,8 @@
 """Golden files: the compiler's exact bytes for every example plan.
 
-Valid plans → ``tests/golden/valid/<case>/taskgraph.json``; invalid plans (compiled with
-``--strict``) → ``tests/golden/invalid/<case>/errors.txt``, the exact human diagnostics.
+Valid plans → ``tests/golden/valid/<case>/taskgraph.json`` and ``flow.py``; invalid plans
+(compiled with ``--strict``) → ``tests/golden/invalid/<case>/errors.txt``, the exact human
+diagnostics.
 Update with ``pytest tests/test_golden.py --snapshot-update`` and review the diff like code.
 """
 
@@ -33,6 +34,8 @@ def test_valid_plan_matches_golden_taskgraph(plan: Path, snapshot: SnapshotAsser
     assert result.warnings == ()
     golden = snapshot.use_extension(golden_file(f"valid/{plan.stem}/taskgraph.json"))
     assert result.graph.text == golden
+    module = snapshot.use_extension(golden_file(f"valid/{plan.stem}/flow.py"))
+    assert result.flow_source == module
 
 
 @pytest.mark.parametrize("plan", INVALID, ids=[p.stem for p in INVALID])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -123,7 +124,7 @@ def test_retries_wait_the_configured_backoff(tmp_path: Path) -> None:
     (task,) = summary.tasks
     assert task.attempts == 3
     stamps = [float(line) for line in attempts.read_text().split()]
-    gaps = [later - earlier for earlier, later in zip(stamps, stamps[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(stamps)]
     # Exponential backoff: 0.5 s then 1.0 s, give or take the 10% jitter (lower bounds only).
     assert gaps[0] >= 0.5 * 0.85
     assert gaps[1] >= 1.0 * 0.85
@@ -177,7 +178,7 @@ def test_a_changed_task_reruns_with_its_downstream(tmp_path: Path) -> None:
         )
 
     run(import_flow(build_module(tmp_path / "one", text("hello"))))
-    state, summary = run(import_flow(build_module(tmp_path / "two", text("bonjour"))))
+    _, summary = run(import_flow(build_module(tmp_path / "two", text("bonjour"))))
     assert states(summary) == {"a": "Cached", "b": "Completed", "c": "Completed"}
     assert [t for t, _ in read_log(log)] == ["a", "b", "c", "b", "c"]
 
@@ -280,9 +281,13 @@ def test_an_edited_graph_file_refuses_to_run(tmp_path: Path) -> None:
 
 
 def test_an_edited_module_that_rewires_tasks_refuses_to_run(tmp_path: Path) -> None:
-    text = plan_text("rewired", "  - {id: a, type: noop}\n  - {id: b, type: noop, depends_on: [a]}\n")
+    text = plan_text(
+        "rewired", "  - {id: a, type: noop}\n  - {id: b, type: noop, depends_on: [a]}\n"
+    )
     module = build_module(tmp_path / "build", text)
-    module.write_text(module.read_text().replace('run.submit("b", wait_for=[a])', 'run.submit("b")'))
+    module.write_text(
+        module.read_text().replace('run.submit("b", wait_for=[a])', 'run.submit("b")')
+    )
     state = import_flow(module)(return_state=True)
     with pytest.raises(StaleModuleError, match="submits 'b' after"):
         state.result()
@@ -290,7 +295,7 @@ def test_an_edited_module_that_rewires_tasks_refuses_to_run(tmp_path: Path) -> N
 
 def test_large_plans_submit_from_the_graph_file(tmp_path: Path) -> None:
     lines = "".join(
-        f"  - {{id: t{i:03d}, type: noop{', depends_on: [t%03d]' % (i - 1) if i else ''}}}\n"
+        f"  - {{id: t{i:03d}, type: noop{f', depends_on: [t{i - 1:03d}]' if i else ''}}}\n"
         for i in range(205)
     )
     module = build_module(tmp_path / "build", plan_text("large", lines))
@@ -316,8 +321,13 @@ def test_observer_sees_every_state_change(tmp_path: Path) -> None:
     flow = import_flow(
         build_module(
             tmp_path / "build",
-            plan_text("observed", "  - {id: a, type: noop}\n  - {id: b, type: noop, depends_on: [a]}\n"),
+            plan_text(
+                "observed", "  - {id: a, type: noop}\n  - {id: b, type: noop, depends_on: [a]}\n"
+            ),
         )
     )
-    run(flow, runtime.RunOptions(observer=lambda task_id, record: seen.append((task_id, record.state))))
+    run(
+        flow,
+        runtime.RunOptions(observer=lambda task_id, record: seen.append((task_id, record.state))),
+    )
     assert ("a", "Running") in seen and ("a", "Completed") in seen and ("b", "Completed") in seen
