@@ -17,9 +17,9 @@ install: $(STAMP)
 demo: install
 	$(BIN)/plan2flow validate examples/plans/*.yaml
 	$(BIN)/plan2flow compile examples/plans/*.yaml -o build
-	@echo
-	@echo "--- build/hello.taskgraph.json"
-	@cat build/hello.taskgraph.json
+	@echo "--- build/hello_flow.py"
+	@cat build/hello_flow.py
+	$(BIN)/plan2flow run examples/plans/hello.yaml --param who=plan2flow
 
 lint: install
 	$(BIN)/ruff check .

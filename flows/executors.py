@@ -86,9 +86,10 @@ def run_shell(context: TaskContext) -> None:
                 f"timed out after {context.task.timeout_seconds} s: {' '.join(argv)}"
             ) from None
     if done.returncode != 0:
+        tail = _tail(stderr)
         raise TaskFailure(
-            f"exit status {done.returncode}: {' '.join(argv)}\n--- stderr (last lines)\n"
-            + _tail(stderr)
+            f"exit status {done.returncode}: {' '.join(argv)}"
+            + (f"\n--- stderr (last lines)\n{tail}" if tail else "")
         )
 
 

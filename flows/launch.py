@@ -19,6 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from plan2flow.compiler.codegen import flow_file_name, graph_file_name, render_flow
 from plan2flow.compiler.files import write_all_atomic
@@ -123,7 +124,7 @@ def _table(title: str, rows: list[tuple[str, str, str, str]]) -> Table:
     styles = {"Completed": "green", "Cached": "cyan", "Running": "yellow", "Retrying": "yellow"}
     for task_id, state, duration, attempts in rows:
         style = styles.get(state, "red" if state not in {"Pending"} else "dim")
-        table.add_row(task_id, f"[{style}]{state}[/]", duration, attempts)
+        table.add_row(Text(task_id), Text(state, style=style), duration, attempts)
     return table
 
 
@@ -198,7 +199,10 @@ def run_plan(
     flow_run_id = str(state.state_details.flow_run_id)
     summary = runtime.summary_of(flow_run_id)
     if summary is None:
-        console.print(f"[red]flow run failed before its tasks ran:[/] {state.message}")
+        console.print(
+            Text.assemble(("flow run failed before its tasks ran: ", "red"), str(state.message)),
+            soft_wrap=True,
+        )
         return 1
     table = _table(
         f"plan {graph.name}: {'completed' if summary.ok else 'failed'}",
@@ -210,9 +214,13 @@ def run_plan(
     console.print(table)
     for task in summary.tasks:
         if task.message and task.state not in {"Completed", "Cached"}:
-            console.print(f"[red]{task.id}[/]: {task.message}", highlight=False)
-    console.print(f"flow run: {flow_run_id}", highlight=False)
+            console.print(
+                Text.assemble((task.id, "red"), ": ", task.message), highlight=False, soft_wrap=True
+            )
+    lines = [f"flow run: {flow_run_id}"]
     if PREFECT_API_URL.value() and PREFECT_UI_URL.value():
-        console.print(f"view it at {PREFECT_UI_URL.value()}/runs/flow-run/{flow_run_id}")
-    console.print(f"workspace: {summary.workspace}\nartifacts: {summary.artifacts}")
+        lines.append(f"view it at {PREFECT_UI_URL.value()}/runs/flow-run/{flow_run_id}")
+    lines += [f"workspace: {summary.workspace}", f"artifacts: {summary.artifacts}"]
+    for line in lines:  # never wrapped: links and paths must stay whole in CI logs
+        console.print(line, highlight=False, soft_wrap=True, markup=False)
     return 0 if summary.ok else 1

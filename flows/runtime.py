@@ -364,11 +364,14 @@ def _on_completion(task: Any, task_run: Any, state: State) -> None:
     _publish(run, "completed", task_run.name, task_run_logger(task_run), cached=cached)
 
 
+_PREFECT_PREFIX = "Task run encountered an exception TaskFailure: "
+
+
 def _on_failure(task: Any, task_run: Any, state: State) -> None:
     run = _run_for(task_run.flow_run_id)
     if run is None:
         return
-    message = state.message or ""
+    message = (state.message or "").replace(_PREFECT_PREFIX, "", 1)
     run.record(task_run.name, state=state.name or "Failed", ended=time.time(), message=message)
     what = "not_run" if state.name == UPSTREAM_FAILED else "failed"
     _publish(run, what, task_run.name, task_run_logger(task_run), message=message)

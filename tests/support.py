@@ -26,7 +26,9 @@ def need_service(available: bool, reason: str) -> None:
 
 
 def plan_text(name: str, tasks: str, extra: str = "") -> str:
-    return f"apiVersion: plan2flow/v1\nkind: Plan\nmetadata: {{name: {name}}}\n{extra}tasks:\n{tasks}"
+    return (
+        f"apiVersion: plan2flow/v1\nkind: Plan\nmetadata: {{name: {name}}}\n{extra}tasks:\n{tasks}"
+    )
 
 
 def build_module(directory: Path, text: str) -> Path:

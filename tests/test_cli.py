@@ -104,8 +104,11 @@ def test_compile_output_dir_and_hash_command_agree(tmp_path: Path) -> None:
     hashed = runner.invoke(app, ["hash", str(FACTORY)])
     assert hashed.exit_code == 0
     assert hashed.stdout == document["hash"] + "\n"
-    # Only the graph is written: no temporary files are left behind.
-    assert sorted(p.name for p in out.iterdir()) == ["inventory-service.taskgraph.json"]
+    # The graph and the flow module are written, and no temporary files are left behind.
+    assert sorted(p.name for p in out.iterdir()) == [
+        "inventory-service.taskgraph.json",
+        "inventory_service_flow.py",
+    ]
 
 
 def test_hash_of_invalid_plan_reports_and_exits_1() -> None:
@@ -129,6 +132,7 @@ def test_nothing_is_written_unless_every_plan_is_valid(tmp_path: Path) -> None:
         "good.taskgraph.json",
         "good.yaml",
     ]
+    assert not (tmp_path / "good_flow.py").exists()
 
 
 def test_failed_write_leaves_nothing_behind(tmp_path: Path) -> None:
@@ -217,7 +221,7 @@ def test_metrics_file_in_prometheus_text_format(tmp_path: Path) -> None:
         for (name, labels) in samples
         if name == "plan2flow_compile_stage_seconds" and dict(labels)["plan"] == "inventory-service"
     }
-    assert stages == {"load", "validate", "decompose", "link", "graph"}
+    assert stages == {"load", "validate", "decompose", "link", "graph", "codegen"}
 
 
 def test_schema_command_prints_and_writes_the_schema(tmp_path: Path) -> None:
