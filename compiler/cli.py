@@ -124,7 +124,7 @@ def _report(outcomes: list[Outcome], fmt: Format, console: Console, err: Console
             soft_wrap=True,
         )
         return
-    sources = {str(o.path): SourceMap(str(o.path), o.text, None) for o in outcomes}
+    sources = {str(o.path): SourceMap(str(o.path), o.text) for o in outcomes}
 
     def source_line(file: str, line: int) -> str:
         source = sources.get(file)

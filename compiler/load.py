@@ -1,37 +1,49 @@
 """Stage 1: plan text → plain data plus a :class:`SourceMap` that locates any JSON pointer.
 
 PyYAML's constructors silently keep the last of two duplicate keys, expand aliases without limit
-and build Python objects from tags. This module composes the document with libyaml (safe: composing
-never constructs objects) and builds the data itself, so that it can
+and build Python objects from tags; libyaml's composer recurses in C, so a deeply nested file
+overflows the C stack and kills the process. This module therefore builds the data itself, in one
+pass over libyaml's event stream (the parser is a state machine, it does not recurse), so that it
 
-* report duplicate keys, non-string keys, unsupported tags and non-finite numbers, all at once;
-* refuse oversized files, deep nesting and alias bombs before doing the expensive work;
-* keep the composed node tree, from which line and column are looked up lazily, only for the
-  pointers a diagnostic names (a 100,000-task plan never pays for a full position index).
+* refuses deep nesting at the first collection past the limit, wherever it hides;
+* counts what aliases expand to without expanding anything, and refuses alias bombs and
+  recursive aliases;
+* reports duplicate keys, non-string keys, unsupported tags and non-finite numbers, all at once,
+  each where it is written;
+* keeps no node tree: positions are looked up lazily, only for the pointers a diagnostic names
+  (a 100,000-task plan never pays for a position index).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
-import re
 from collections.abc import Iterator
 from typing import Any
 
 import yaml
+from yaml.events import (
+    AliasEvent,
+    DocumentEndEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+)
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .errors import Diagnostic, PlanError, Related, diagnostic, pointer_join, pointer_parts
 
 _BaseLoader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_RESOLVED: dict[tuple[str, bool], str] = {}
+_RESOLVED: dict[str, str] = {}
 _MAX_RESOLVED = 4096
 
 
-class _Loader(_BaseLoader):  # type: ignore[misc]
-    """libyaml's composer with the Python-side bookkeeping it does per node cut down: no path
-    resolvers are registered, and plans repeat the same plain scalars (types, ids) endlessly."""
+class _Parser(_BaseLoader):  # type: ignore[misc]
+    """libyaml's parser, with the tag resolution of plain scalars memoised (plans repeat the same
+    words endlessly) and the path-resolver bookkeeping dropped (none are registered)."""
 
     def descend_resolver(self, current_node: Any, current_index: Any) -> None:
         return None
@@ -40,19 +52,27 @@ class _Loader(_BaseLoader):  # type: ignore[misc]
         return None
 
     def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
-        if kind is not ScalarNode or not implicit[0]:
-            return str(super().resolve(kind, value, implicit))
-        key = (value, implicit[1])
-        tag = _RESOLVED.get(key)
-        if tag is None:
-            tag = str(super().resolve(kind, value, implicit))
-            if len(_RESOLVED) < _MAX_RESOLVED:
-                _RESOLVED[key] = tag
-        return tag
+        if kind is ScalarNode:
+            return _resolve_scalar(value, implicit)
+        return str(super().resolve(kind, value, implicit))
+
+
+_RESOLVER: Any = yaml.resolver.Resolver()
+
+
+def _resolve_scalar(value: str, implicit: tuple[bool, bool]) -> str:
+    """The tag YAML 1.1 gives an untagged scalar (`3` → int, `yes` → bool, `a` → str)."""
+    if not implicit[0]:
+        return str(_RESOLVER.resolve(ScalarNode, value, implicit))
+    tag = _RESOLVED.get(value)
+    if tag is None:
+        tag = str(_RESOLVER.resolve(ScalarNode, value, implicit))
+        if len(_RESOLVED) < _MAX_RESOLVED:
+            _RESOLVED[value] = tag
+    return tag
 
 
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
-
 _STR = "tag:yaml.org,2002:str"
 _MERGE = "tag:yaml.org,2002:merge"
 _SCALAR_TAGS = {
@@ -61,9 +81,11 @@ _SCALAR_TAGS = {
     "tag:yaml.org,2002:bool": _CONSTRUCTOR.construct_yaml_bool,
     "tag:yaml.org,2002:null": _CONSTRUCTOR.construct_yaml_null,
 }
-# Dates stay text: a plan is JSON data, and `version: 2024-01-01` means a string.
-_TEXT_TAGS = {_STR, "tag:yaml.org,2002:timestamp"}
-_COLLECTION_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
+# Dates stay text: a plan is JSON data, and `version: 2024-01-01` means a string. `=` and `<<`
+# in value position are text too.
+_TEXT_TAGS = {_STR, "tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:value", _MERGE}
+_MAP_TAGS = {None, "!", "tag:yaml.org,2002:map"}
+_SEQ_TAGS = {None, "!", "tag:yaml.org,2002:seq"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +100,9 @@ class Limits:
     min_expanded_nodes: int = 100_000
 
 
+DEFAULT_LIMITS = Limits()
+
+
 @dataclasses.dataclass(frozen=True)
 class Span:
     """A 1-based position; ``end_column`` is exclusive and set when the node fits on one line."""
@@ -87,14 +112,27 @@ class Span:
     end_column: int | None = None
 
 
-class SourceMap:
-    """Locates JSON pointers in the composed YAML tree of one file."""
+def _span(start: Any, end: Any) -> Span:
+    end_column = end.column + 1 if end.line == start.line and end.column > start.column else None
+    return Span(start.line + 1, start.column + 1, end_column)
 
-    def __init__(self, filename: str, text: str, root: Node | None) -> None:
+
+class SourceMap:
+    """Locates JSON pointers in one plan file.
+
+    Pointers are found in one streaming pass over the parser's events, for all the pointers a
+    batch of diagnostics names at once, stopping as soon as all are found. Only pointers that
+    pass through a ``<<`` merge need the composed node tree; it is built for text the loader
+    accepted (nesting within the limit, so composing cannot overflow the stack).
+    """
+
+    def __init__(self, filename: str, text: str, *, composable: bool = False) -> None:
         self.filename = filename
         self.text = text
-        self._root = root
+        self._composable = composable
+        self._root: Node | None = None
         self._lines: list[str] | None = None
+        self._spans: dict[tuple[str, bool], Span] = {}
 
     def line_text(self, line: int) -> str:
         """The source text of a 1-based line, without its newline."""
@@ -104,42 +142,165 @@ class SourceMap:
 
     def span(self, pointer: str, *, on_key: bool = False) -> Span:
         """Where `pointer` is written, or its nearest existing ancestor when it is absent."""
+        return self.spans([(pointer, on_key)])[(pointer, on_key)]
+
+    def spans(self, wanted: list[tuple[str, bool]]) -> dict[tuple[str, bool], Span]:
+        """The spans of many pointers (each with whether its key is meant), in one pass."""
+        missing = {w for w in wanted if w not in self._spans}
+        if missing and self._composable:
+            self._spans.update(self._scan(missing))
+        return {w: self._spans.get(w, Span(1, 1)) for w in wanted}
+
+    def _scan(self, wanted: set[tuple[str, bool]]) -> dict[tuple[str, bool], Span]:
+        prefixes: set[str] = set()
+        for pointer, _ in wanted:
+            parts = pointer_parts(pointer)
+            prefixes.update(pointer_join(*parts[:n]) for n in range(len(parts) + 1))
+        keys = {pointer for pointer, on_key in wanted if on_key}
+        found = _stream_spans(self.text, prefixes, keys)
+        result = {}
+        for pointer, on_key in wanted:
+            exact = found.get((pointer, on_key)) or (
+                found.get((pointer, False)) if on_key else None
+            )
+            if exact is None and "<<" in self.text:
+                exact = self._composed_span(pointer, on_key)
+            if exact is None:
+                parts = pointer_parts(pointer)
+                exact = next(
+                    (
+                        found[(pointer_join(*parts[:n]), False)]
+                        for n in range(len(parts), -1, -1)
+                        if (pointer_join(*parts[:n]), False) in found
+                    ),
+                    Span(1, 1),
+                )
+            result[(pointer, on_key)] = exact
+        return result
+
+    def _composed_span(self, pointer: str, on_key: bool) -> Span | None:
+        if self._root is None:
+            self._root = yaml.compose(self.text, Loader=_Parser)
         node = self._root
         if node is None:
-            return Span(1, 1)
+            return None
         parts = pointer_parts(pointer)
         for index, part in enumerate(parts):
-            last = index == len(parts) - 1
             found = _child(node, part)
             if found is None:
-                break
+                return None
             key_node, node = found
-            if last and on_key and key_node is not None:
+            if index == len(parts) - 1 and on_key and key_node is not None:
                 node = key_node
-        return _span_of(node)
+        return _span(node.start_mark, node.end_mark)
 
     def locate(self, item: Diagnostic) -> Diagnostic:
         """Fill in file, line and column of a diagnostic and of its related locations."""
-        where = self.span(item.pointer, on_key=item.on_key)
-        related = tuple(
-            dataclasses.replace(r, line=s.line, column=s.column)
-            for r in item.related
-            for s in [self.span(r.pointer)]
-        )
-        return dataclasses.replace(
-            item,
-            file=self.filename,
-            line=where.line,
-            column=where.column,
-            end_column=where.end_column,
-            related=related,
-        )
+        return self.locate_all([item])[0]
+
+    def locate_all(self, items: list[Diagnostic]) -> list[Diagnostic]:
+        """Locate many diagnostics with one pass over the text."""
+        wanted = [(d.pointer, d.on_key) for d in items if d.line is None]
+        wanted += [(r.pointer, False) for d in items if d.line is None for r in d.related]
+        spans = self.spans(wanted)
+        located = []
+        for item in items:
+            if item.line is not None:
+                located.append(item)
+                continue
+            where = spans[(item.pointer, item.on_key)]
+            related = tuple(
+                dataclasses.replace(r, line=s.line, column=s.column)
+                for r in item.related
+                for s in [spans[(r.pointer, False)]]
+            )
+            located.append(
+                dataclasses.replace(
+                    item,
+                    file=self.filename,
+                    line=where.line,
+                    column=where.column,
+                    end_column=where.end_column,
+                    related=related,
+                )
+            )
+        return located
 
 
-def _span_of(node: Node) -> Span:
-    start, end = node.start_mark, node.end_mark
-    end_column = end.column + 1 if end.line == start.line and end.column > start.column else None
-    return Span(start.line + 1, start.column + 1, end_column)
+def _stream_spans(text: str, prefixes: set[str], keys: set[str]) -> dict[tuple[str, bool], Span]:
+    """Spans of the nodes at `prefixes` (and of the keys of `keys`) from the event stream."""
+    found: dict[tuple[str, bool], Span] = {}
+    total = len(prefixes) + len(keys)
+    # A frame: [is_mapping, pointer, next index or pending key, expecting a key, is a key]
+    stack: list[list[Any]] = []
+    open_starts: dict[int, tuple[str, Any]] = {}
+    parser = _Parser(text)
+    try:
+        get = parser.get_event
+        while len(found) < total:
+            event = get()
+            kind = event.__class__
+            if kind is StreamEndEvent:
+                break
+            if kind is MappingEndEvent or kind is SequenceEndEvent:
+                frame = stack.pop()
+                opened = open_starts.pop(id(frame), None)
+                if opened is not None:
+                    found[(opened[0], False)] = _span(opened[1], event.end_mark)
+                if not frame[4]:
+                    _consumed(stack)
+                continue
+            if not (kind is ScalarEvent or kind is AliasEvent or kind in _STARTS):
+                continue
+            if stack and stack[-1][0] and stack[-1][3]:
+                parent = stack[-1]
+                name = event.value if kind is ScalarEvent else None
+                parent[2], parent[3] = name, False
+                child = parent[1] + pointer_join(name) if name is not None else None
+                if child is not None and child in keys:
+                    found[(child, True)] = _span(event.start_mark, event.end_mark)
+                if kind in _STARTS:  # a collection as a key: skip it, then read its value
+                    stack.append([kind is MappingStartEvent, "\0key", 0, True, True])
+                continue
+            pointer = _node_pointer(stack)
+            if kind in _STARTS:
+                frame = [kind is MappingStartEvent, pointer, 0, True, False]
+                stack.append(frame)
+                if pointer in prefixes:
+                    open_starts[id(frame)] = (pointer, event.start_mark)
+                continue
+            if pointer in prefixes:
+                found[(pointer, False)] = _span(event.start_mark, event.end_mark)
+            _consumed(stack)
+    except yaml.YAMLError:
+        pass
+    finally:
+        parser.dispose()
+    return found
+
+
+_STARTS = (MappingStartEvent, SequenceStartEvent)
+
+
+def _node_pointer(stack: list[list[Any]]) -> str:
+    if not stack:
+        return ""
+    parent = stack[-1]
+    base: str = parent[1]
+    if base == "\0key" or (parent[0] and parent[2] is None):
+        return "\0key"
+    return base + (pointer_join(parent[2]) if parent[0] else f"/{parent[2]}")
+
+
+def _consumed(stack: list[list[Any]]) -> None:
+    """A value has been read: a sequence moves to its next index, a mapping expects a key."""
+    if not stack:
+        return
+    parent = stack[-1]
+    if parent[0]:
+        parent[3] = True
+    else:
+        parent[2] += 1
 
 
 def _pairs(node: MappingNode) -> Iterator[tuple[Node, Node]]:
@@ -165,236 +326,378 @@ def _child(node: Node, part: str) -> tuple[Node | None, Node] | None:
     return None
 
 
-def _max_flow_depth(text: str) -> int:
-    """Upper bound of flow-collection nesting, computed on the bracket characters alone.
-
-    libyaml composes recursively, so a file of a million ``[`` must be refused before parsing.
-    Brackets inside strings can only over-estimate, and only plans that write 64 of them do.
-    """
-    brackets = _NOT_BRACKETS.sub("", text)
-    if len(brackets) <= Limits.max_depth:
-        return len(brackets)
-    return max(itertools.accumulate(1 if c in "[{" else -1 for c in brackets), default=0)
+class _Fatal(Exception):
+    """Stops the event loop: what follows cannot be read safely."""
 
 
-_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
-_BRACKET = re.compile(r"[\[\]{}]")
+_NO_KEY = object()  # the next value of a mapping is a key
+_SKIP = object()  # the key was not a string: drop its value
+_MERGE_KEY = object()  # the key was `<<`
 
 
-def _too_deep_at(text: str, max_depth: int) -> tuple[int, int]:
-    """Line and column of the first bracket past `max_depth` (only run on the failure path)."""
-    depth = 0
-    for match in _BRACKET.finditer(text):
-        depth += 1 if match.group() in "[{" else -1
-        if depth > max_depth:
-            start = match.start()
-            line_start = text.rfind("\n", 0, start) + 1
-            return text.count("\n", 0, start) + 1, start - line_start + 1
-    return 1, 1  # pragma: no cover - only called when the bound says too deep
+class _Frame:
+    """An open mapping or sequence."""
 
+    __slots__ = (
+        "anchor",
+        "first_keys",
+        "key",
+        "key_event",
+        "merges",
+        "pointer",
+        "size",
+        "start",
+        "value",
+    )
 
-def _expanded_size(root: Node, limit: int) -> tuple[int, Node | None]:
-    """Count nodes as the document would be expanded, memoised per shared node.
-
-    Returns the size (capped just above `limit`) and, for a recursive alias, the node where the
-    recursion was found.
-    """
-    sizes: dict[int, int] = {}
-    active: set[int] = set()
-
-    def size(node: Node) -> int:
-        key = id(node)
-        if key in sizes:
-            return sizes[key]
-        if key in active:
-            raise _Recursive(node)
-        active.add(key)
-        total = 1
-        if isinstance(node, SequenceNode):
-            total += sum(size(child) for child in node.value)
-        elif isinstance(node, MappingNode):
-            total += sum(size(k) + size(v) for k, v in node.value)
-        active.discard(key)
-        sizes[key] = total = min(total, limit + 1)
-        return total
-
-    try:
-        return size(root), None
-    except _Recursive as recursive:
-        return 0, recursive.node
-
-
-class _Recursive(Exception):
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    def __init__(self, value: Any, pointer: str, start: Any, anchor: str | None) -> None:
+        self.value = value
+        self.pointer = pointer
+        self.start = start
+        self.anchor = anchor
+        self.size = 1
+        self.key: Any = _NO_KEY
+        self.key_event: Any = None
+        self.first_keys: dict[str, Any] = {}
+        self.merges: list[tuple[Any, Any]] = []
 
 
 class _Builder:
-    """Builds plain data from composed nodes, collecting every problem with the node it is on."""
+    """Builds plain data from libyaml events, without recursion, collecting every problem."""
 
-    def __init__(self, max_depth: int) -> None:
-        self.max_depth = max_depth
-        self.problems: list[tuple[Diagnostic, Node, Node | None]] = []
-        self.too_deep = False
+    def __init__(self, filename: str, limits: Limits) -> None:
+        self.filename = filename
+        self.limits = limits
+        self.problems: list[Diagnostic] = []
+        self.anchors: dict[str, tuple[Any, int]] = {}
+        self.open_anchors: set[str] = set()
+        self.written = 0
+        self.biggest_alias: tuple[int, Any] = (0, None)
+        self.root_mark: Any = None
 
-    def report(self, item: Diagnostic, node: Node, related_node: Node | None = None) -> None:
-        self.problems.append((item, node, related_node))
-
-    def build(self, node: Node, pointer: str, depth: int) -> Any:
-        if isinstance(node, ScalarNode):
-            return self._scalar(node, pointer)
-        if depth >= self.max_depth:
-            if not self.too_deep:
-                self.too_deep = True
-                self.report(
-                    diagnostic(
-                        "P2F005",
-                        f"nesting deeper than {self.max_depth} levels",
-                        pointer,
-                        hint="a plan never needs this depth; flatten the structure",
-                    ),
-                    node,
-                )
-            return None
-        if node.tag not in _COLLECTION_TAGS:
-            self._unsupported_tag(node, pointer)
-        if isinstance(node, SequenceNode):
-            return [
-                self.build(child, f"{pointer}/{i}", depth + 1) for i, child in enumerate(node.value)
-            ]
-        assert isinstance(node, MappingNode)
-        return self._mapping(node, pointer, depth)
-
-    def _mapping(self, node: MappingNode, pointer: str, depth: int) -> dict[str, Any]:
-        result: dict[str, Any] = {}
-        first_keys: dict[str, Node] = {}
-        merged: list[tuple[Node, Node]] = []
-        for key_node, value_node in node.value:
-            if key_node.tag == _MERGE:
-                sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
-                merged.extend((key_node, source) for source in sources)
-                continue
-            key = self._key(key_node, pointer)
-            if key is None:
-                continue
-            child = pointer + pointer_join(key)
-            if key in first_keys:
-                self.report(
-                    diagnostic(
-                        "P2F004",
-                        f"duplicate key '{key}'",
-                        child,
-                        hint="YAML would keep only the last value; remove or rename one of them",
-                        related=[Related(child, f"'{key}' first defined here")],
-                    ),
-                    key_node,
-                    first_keys[key],
-                )
-                continue
-            first_keys[key] = key_node
-            result[key] = self.build(value_node, child, depth + 1)
-        for merge_key, source in merged:
-            if not isinstance(source, MappingNode):
-                self.report(
-                    diagnostic(
-                        "P2F104", "a merge key '<<' needs a mapping or a list of mappings", pointer
-                    ),
-                    merge_key,
-                )
-                continue
-            for key, value in self._mapping(source, pointer, depth).items():
-                result.setdefault(key, value)
-        return result
-
-    def _key(self, node: Node, pointer: str) -> str | None:
-        if isinstance(node, ScalarNode) and node.tag in _TEXT_TAGS:
-            return str(node.value)
-        scalar = isinstance(node, ScalarNode)
-        shown = repr(node.value) if scalar else "a collection"
-        self.report(
-            diagnostic(
-                "P2F104",
-                f"mapping key {shown} is not a string",
-                pointer,
-                hint=f"quote the key: '{node.value}'" if scalar else None,
-            ),
-            node,
+    def report(
+        self,
+        item: Diagnostic,
+        start: Any,
+        end: Any = None,
+        related_mark: Any = None,
+    ) -> None:
+        span = _span(start, end if end is not None else start)
+        related = item.related
+        if related_mark is not None:
+            related = tuple(
+                dataclasses.replace(r, line=related_mark.line + 1, column=related_mark.column + 1)
+                for r in related
+            )
+        self.problems.append(
+            dataclasses.replace(
+                item,
+                file=self.filename,
+                line=span.line,
+                column=span.column,
+                end_column=span.end_column,
+                related=related,
+            )
         )
-        return None
 
-    def _scalar(self, node: ScalarNode, pointer: str) -> Any:
-        tag = node.tag
+    def fatal(self, item: Diagnostic, mark: Any) -> _Fatal:
+        self.report(item, mark)
+        return _Fatal()
+
+    # --- positions in the tree being built ----------------------------------------------------
+
+    @staticmethod
+    def child_pointer(stack: list[_Frame]) -> str:
+        if not stack:
+            return ""
+        parent = stack[-1]
+        if isinstance(parent.value, list):
+            return f"{parent.pointer}/{len(parent.value)}"
+        if isinstance(parent.key, str):
+            return parent.pointer + pointer_join(parent.key)
+        return parent.pointer
+
+    # --- the event loop ----------------------------------------------------------------------
+
+    def build(self, text: str) -> Any:
+        parser = _Parser(text)
+        try:
+            return self._events(parser)
+        finally:
+            parser.dispose()
+
+    def _events(self, parser: Any) -> Any:
+        get = parser.get_event
+        get()  # StreamStartEvent
+        if isinstance(get(), StreamEndEvent):
+            return None
+        stack: list[_Frame] = []
+        root: list[Any] = []
+        max_depth = self.limits.max_depth
+        while True:
+            event = get()
+            kind = event.__class__
+            if self.root_mark is None:
+                self.root_mark = event.start_mark
+            if kind is ScalarEvent:
+                self.written += 1
+                value = self._scalar(event, stack)
+                if event.anchor:
+                    self.anchors[event.anchor] = (value, 1)
+                self._attach(stack, root, value, 1, event)
+            elif kind is MappingStartEvent or kind is SequenceStartEvent:
+                self.written += 1
+                pointer = self.child_pointer(stack)
+                if len(stack) >= max_depth:
+                    raise self.fatal(
+                        diagnostic(
+                            "P2F005",
+                            f"nesting deeper than {max_depth} levels",
+                            pointer,
+                            hint="a plan never needs this depth; flatten the structure",
+                        ),
+                        event.start_mark,
+                    )
+                is_map = kind is MappingStartEvent
+                if event.tag not in (_MAP_TAGS if is_map else _SEQ_TAGS):
+                    self._unsupported_tag(event.tag, pointer, event)
+                if event.anchor:
+                    self.open_anchors.add(event.anchor)
+                stack.append(_Frame({} if is_map else [], pointer, event, event.anchor))
+            elif kind is MappingEndEvent or kind is SequenceEndEvent:
+                frame = stack.pop()
+                if isinstance(frame.value, dict):
+                    self._merge(frame)
+                if frame.anchor:
+                    self.anchors[frame.anchor] = (frame.value, frame.size)
+                    self.open_anchors.discard(frame.anchor)
+                self._attach(stack, root, frame.value, frame.size, frame.start)
+            elif kind is AliasEvent:
+                self.written += 1
+                value, size = self._alias(event)
+                if size > self.biggest_alias[0]:
+                    self.biggest_alias = (size, event.start_mark)
+                self._attach(stack, root, value, size, event)
+            elif kind is DocumentEndEvent:
+                break
+        following = get()
+        if not isinstance(following, StreamEndEvent):
+            raise self.fatal(
+                diagnostic(
+                    "P2F003",
+                    "invalid YAML: expected a single document in the stream",
+                    hint="a plan file holds one document; remove the extra '---'",
+                ),
+                following.start_mark,
+            )
+        self._check_expansion(root[1])
+        return root[0]
+
+    def _alias(self, event: Any) -> tuple[Any, int]:
+        name = event.anchor
+        if name in self.open_anchors:
+            raise self.fatal(
+                diagnostic(
+                    "P2F006",
+                    f"recursive alias '*{name}': a node contains itself",
+                    hint="an anchor cannot be used inside its own value",
+                ),
+                event.start_mark,
+            )
+        if name not in self.anchors:
+            raise self.fatal(
+                diagnostic(
+                    "P2F003",
+                    f"invalid YAML: found undefined alias '*{name}'",
+                    hint="define the anchor ('&name') before using it",
+                ),
+                event.start_mark,
+            )
+        return self.anchors[name]
+
+    def _check_expansion(self, expanded: int) -> None:
+        limits = self.limits
+        limit = max(self.written * limits.alias_expansion_factor, limits.min_expanded_nodes)
+        if expanded > limit:
+            raise self.fatal(
+                diagnostic(
+                    "P2F006",
+                    f"aliases expand this plan beyond {limit} nodes",
+                    hint="write the repeated values out, or share fewer levels of aliases",
+                ),
+                self.biggest_alias[1],
+            )
+
+    def _attach(
+        self, stack: list[_Frame], root: list[Any], value: Any, size: int, start: Any
+    ) -> None:
+        if not stack:
+            root[:] = [value, size]
+            return
+        parent = stack[-1]
+        parent.size += size
+        container = parent.value
+        if isinstance(container, list):
+            container.append(value)
+            return
+        key = parent.key
+        if key is _NO_KEY:
+            parent.key = self._key(value, start, parent.pointer)
+            parent.key_event = start
+            return
+        parent.key = _NO_KEY
+        if key is _MERGE_KEY:
+            parent.merges.append((value, start))
+        elif key is _SKIP:
+            return
+        elif key in container:
+            pointer = parent.pointer + pointer_join(key)
+            self.report(
+                diagnostic(
+                    "P2F004",
+                    f"duplicate key '{key}'",
+                    pointer,
+                    hint="YAML would keep only the last value; remove or rename one of them",
+                    related=[Related(pointer, f"'{key}' first defined here")],
+                ),
+                parent.key_event.start_mark,
+                parent.key_event.end_mark,
+                related_mark=parent.first_keys[key].start_mark,
+            )
+        else:
+            container[key] = value
+            parent.first_keys[key] = parent.key_event
+
+    def _key(self, value: Any, start: Any, pointer: str) -> Any:
+        """Classify a mapping key: a string, ``<<``, or something to report and skip."""
+        if isinstance(start, ScalarEvent):
+            tag = self._tag_of(start)
+            if tag == _MERGE:
+                return _MERGE_KEY
+            if tag in _TEXT_TAGS:
+                return value
+            self.report(
+                diagnostic(
+                    "P2F104",
+                    f"mapping key {start.value!r} is not a string",
+                    pointer,
+                    hint=f"quote the key: '{start.value}'",
+                ),
+                start.start_mark,
+                start.end_mark,
+            )
+            return _SKIP
+        if isinstance(start, AliasEvent) and isinstance(value, str):
+            return value
+        self.report(
+            diagnostic("P2F104", "a mapping key must be a string, not a collection", pointer),
+            start.start_mark,
+        )
+        return _SKIP
+
+    def _merge(self, frame: _Frame) -> None:
+        """Apply ``<<`` merges: explicit keys win, then earlier merged mappings."""
+        mapping = frame.value
+        for value, start in frame.merges:
+            sources = value if isinstance(value, list) else [value]
+            if not all(isinstance(source, dict) for source in sources):
+                self.report(
+                    diagnostic(
+                        "P2F104",
+                        "a merge key '<<' needs a mapping or a list of mappings",
+                        frame.pointer,
+                    ),
+                    start.start_mark,
+                )
+                continue
+            for source in sources:
+                for key, item in source.items():
+                    mapping.setdefault(key, item)
+
+    @staticmethod
+    def _tag_of(event: Any) -> str:
+        tag = event.tag
+        if tag is None or tag == "!":
+            tag = _resolve_scalar(event.value, event.implicit)
+        return str(tag)
+
+    def _scalar(self, event: Any, stack: list[_Frame]) -> Any:
+        if stack and isinstance(stack[-1].value, dict) and stack[-1].key is _NO_KEY:
+            return event.value  # a key: _attach classifies it
+        tag = self._tag_of(event)
         if tag in _TEXT_TAGS:
-            return node.value
+            return event.value
+        pointer = self.child_pointer(stack)
         construct = _SCALAR_TAGS.get(tag)
+        shown = tag.replace("tag:yaml.org,2002:", "!!", 1)
         if construct is None:
-            self._unsupported_tag(node, pointer)
-            return node.value
-        value = construct(node)
+            self._unsupported_tag(tag, pointer, event)
+            return event.value
+        try:
+            value = construct(ScalarNode(tag, event.value))
+        except (ValueError, KeyError, IndexError, TypeError, yaml.YAMLError):
+            # Only an explicit tag (`!!int abc`) can ask for a type its text does not have.
+            self.report(
+                diagnostic(
+                    "P2F105",
+                    f"{event.value!r} is not a valid {shown}",
+                    pointer,
+                    hint="remove the tag, or write a value of that type",
+                ),
+                event.start_mark,
+                event.end_mark,
+            )
+            return event.value
         if isinstance(value, float) and not math.isfinite(value):
             self.report(
                 diagnostic(
                     "P2F105",
-                    f"{node.value!r} is not a finite number",
+                    f"{event.value!r} is not a finite number",
                     pointer,
                     hint="plans are JSON data: use a finite number or quote the text",
                 ),
-                node,
+                event.start_mark,
+                event.end_mark,
             )
         return value
 
-    def _unsupported_tag(self, node: Node, pointer: str) -> None:
-        tag = node.tag.replace("tag:yaml.org,2002:", "!!", 1)
+    def _unsupported_tag(self, tag: str, pointer: str, event: Any) -> None:
+        shown = tag.replace("tag:yaml.org,2002:", "!!", 1)
         self.report(
             diagnostic(
                 "P2F008",
-                f"unsupported YAML tag '{tag}'",
+                f"unsupported YAML tag '{shown}'",
                 pointer,
                 hint="plans are plain data: remove the tag",
             ),
-            node,
+            event.start_mark,
+            event.end_mark if isinstance(event, ScalarEvent) else event.start_mark,
         )
 
-    def located(self, filename: str) -> list[Diagnostic]:
-        """The problems, positioned at the nodes they were found on."""
-        located = []
-        for item, node, related_node in self.problems:
-            span = _span_of(node)
-            related = item.related
-            if related_node is not None:
-                first = _span_of(related_node)
-                related = tuple(
-                    dataclasses.replace(r, line=first.line, column=first.column) for r in related
-                )
-            located.append(
-                dataclasses.replace(
-                    item,
-                    file=filename,
-                    line=span.line,
-                    column=span.column,
-                    end_column=span.end_column,
-                    related=related,
-                )
-            )
-        return located
 
-
-def _yaml_error(error: yaml.YAMLError, filename: str, source_map: SourceMap) -> Diagnostic:
+def _yaml_error(error: yaml.YAMLError, filename: str, text: str) -> Diagnostic:
     mark = getattr(error, "problem_mark", None)
     problem = getattr(error, "problem", None) or str(error)
     context = getattr(error, "context", None)
     message = f"{problem} ({context})" if context else problem
+    line, column = ((mark.line + 1), (mark.column + 1)) if mark else (1, 1)
+    position = getattr(error, "position", None)  # a ReaderError: an unprintable character
+    if mark is None and isinstance(position, int):
+        line, column = _line_column(text, position)
     hint = None
-    if mark is not None and "\t" in source_map.line_text(mark.line + 1)[: mark.column + 1]:
+    lines = text.splitlines()
+    if mark is not None and 0 < line <= len(lines) and "\t" in lines[line - 1][:column]:
         hint = "YAML indentation must use spaces, not tabs"
-    elif "expected a single document" in message:
-        hint = "a plan file holds one document; remove the extra '---'"
     return dataclasses.replace(
         diagnostic("P2F003", f"invalid YAML: {message}", "", hint=hint),
         file=filename,
-        line=(mark.line + 1) if mark else 1,
-        column=(mark.column + 1) if mark else 1,
+        line=line,
+        column=column,
     )
+
+
+def _line_column(text: str, index: int) -> tuple[int, int]:
+    return text.count("\n", 0, index) + 1, index - (text.rfind("\n", 0, index) + 1) + 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -407,7 +710,43 @@ class LoadedPlan:
     problems: tuple[Diagnostic, ...] = ()
 
 
-DEFAULT_LIMITS = Limits()
+def _at(filename: str, line: int, column: int, item: Diagnostic) -> PlanError:
+    return PlanError([dataclasses.replace(item, file=filename, line=line, column=column)])
+
+
+def _decode(source: str | bytes, filename: str) -> str:
+    if isinstance(source, bytes):
+        try:
+            return source.decode("utf-8")
+        except UnicodeDecodeError as error:
+            before = source[: error.start]
+            line = before.count(b"\n") + 1
+            column = error.start - (before.rfind(b"\n") + 1) + 1
+            raise _at(
+                filename,
+                line,
+                column,
+                diagnostic(
+                    "P2F009",
+                    f"byte 0x{source[error.start]:02x} is not valid UTF-8",
+                    hint="save the file as UTF-8",
+                ),
+            ) from None
+    try:
+        source.encode("utf-8")
+    except UnicodeEncodeError as error:
+        line, column = _line_column(source, error.start)
+        raise _at(
+            filename,
+            line,
+            column,
+            diagnostic(
+                "P2F009",
+                f"character U+{ord(source[error.start]):04X} cannot be encoded as UTF-8",
+                hint="the text holds a lone surrogate: read the file as UTF-8",
+            ),
+        ) from None
+    return source
 
 
 def load_plan(source: str | bytes, filename: str, limits: Limits = DEFAULT_LIMITS) -> LoadedPlan:
@@ -416,133 +755,40 @@ def load_plan(source: str | bytes, filename: str, limits: Limits = DEFAULT_LIMIT
     >>> load_plan("apiVersion: plan2flow/v1\\nkind: Plan\\n", "p.yaml").data
     {'apiVersion': 'plan2flow/v1', 'kind': 'Plan'}
     """
-    empty = SourceMap(filename, "", None)
-    size = len(source)
-    if size > limits.max_bytes:
-        raise PlanError(
-            [
-                empty.locate(
-                    diagnostic(
-                        "P2F002",
-                        f"file is {size} bytes; the limit is {limits.max_bytes}",
-                        hint="split the plan, or generate it with fewer repeated fields",
-                    )
-                )
-            ]
+    if len(source) > limits.max_bytes:
+        raise _at(
+            filename,
+            1,
+            1,
+            diagnostic(
+                "P2F002",
+                f"file is {len(source)} bytes; the limit is {limits.max_bytes}",
+                hint="split the plan, or generate it with fewer repeated fields",
+            ),
         )
-    if isinstance(source, bytes):
-        try:
-            text = source.decode("utf-8")
-        except UnicodeDecodeError as error:
-            before = source[: error.start]
-            line = before.count(b"\n") + 1
-            column = error.start - (before.rfind(b"\n") + 1) + 1
-            raise PlanError(
-                [
-                    dataclasses.replace(
-                        diagnostic(
-                            "P2F009",
-                            f"byte 0x{source[error.start]:02x} is not valid UTF-8",
-                            hint="save the file as UTF-8",
-                        ),
-                        file=filename,
-                        line=line,
-                        column=column,
-                    )
-                ]
-            ) from None
-    else:
-        text = source
-    text = text.removeprefix("\ufeff")
-    source_map = SourceMap(filename, text, None)
-    depth = _max_flow_depth(text)
-    if depth > limits.max_depth:
-        line, column = _too_deep_at(text, limits.max_depth)
-        raise PlanError(
-            [
-                dataclasses.replace(
-                    diagnostic(
-                        "P2F005",
-                        f"flow collections nested {depth} levels deep; the limit is "
-                        f"{limits.max_depth}",
-                        hint="a plan never needs this depth; flatten the structure",
-                    ),
-                    file=filename,
-                    line=line,
-                    column=column,
-                )
-            ]
-        )
+    text = _decode(source, filename).removeprefix("\ufeff")
+    builder = _Builder(filename, limits)
     try:
-        root = yaml.compose(text, Loader=_Loader)
+        data = builder.build(text)
+    except _Fatal:
+        raise PlanError(builder.problems) from None
     except yaml.YAMLError as error:
-        raise PlanError([_yaml_error(error, filename, source_map)]) from None
-    source_map = SourceMap(filename, text, root)
-    if root is None or not isinstance(root, MappingNode):
+        raise PlanError([*builder.problems, _yaml_error(error, filename, text)]) from None
+    source_map = SourceMap(filename, text, composable=True)
+    if not isinstance(data, dict):
         raise PlanError(
             [
-                source_map.locate(
+                *builder.problems,
+                dataclasses.replace(
                     diagnostic(
                         "P2F007",
-                        "the plan is empty" if root is None else "the plan must be a mapping",
+                        "the plan is empty" if data is None else "the plan must be a mapping",
                         hint="start with 'apiVersion: plan2flow/v1' and 'kind: Plan'",
-                    )
-                )
-            ]
-        )
-    if "*" in text:
-        _check_aliases(root, source_map, limits)
-    builder = _Builder(limits.max_depth)
-    data = builder.build(root, "", 0)
-    return LoadedPlan(data, source_map, tuple(builder.located(filename)))
-
-
-def _check_aliases(root: Node, source_map: SourceMap, limits: Limits) -> None:
-    written = _count_written(root)
-    limit = max(written * limits.alias_expansion_factor, limits.min_expanded_nodes)
-    expanded, recursive = _expanded_size(root, limit)
-    if recursive is not None:
-        span = _span_of(recursive)
-        raise PlanError(
-            [
-                dataclasses.replace(
-                    diagnostic(
-                        "P2F006",
-                        "recursive alias: a node contains itself",
-                        hint="an anchor cannot be used inside its own value",
                     ),
-                    file=source_map.filename,
-                    line=span.line,
-                    column=span.column,
-                )
+                    file=filename,
+                    line=builder.root_mark.line + 1 if builder.root_mark else 1,
+                    column=builder.root_mark.column + 1 if builder.root_mark else 1,
+                ),
             ]
         )
-    if expanded > limit:
-        raise PlanError(
-            [
-                source_map.locate(
-                    diagnostic(
-                        "P2F006",
-                        f"aliases expand this plan beyond {limit} nodes",
-                        hint="write the repeated values out, or share fewer levels of aliases",
-                    )
-                )
-            ]
-        )
-
-
-def _count_written(root: Node) -> int:
-    seen: set[int] = set()
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if isinstance(node, SequenceNode):
-            stack.extend(node.value)
-        elif isinstance(node, MappingNode):
-            for key, value in node.value:
-                stack.append(key)
-                stack.append(value)
-    return len(seen)
+    return LoadedPlan(data, source_map, tuple(builder.problems))

@@ -70,7 +70,7 @@ class CompileResult:
 
 def _locate(source_map: SourceMap, diagnostics: list[Diagnostic]) -> list[Diagnostic]:
     """Locate the diagnostics that do not know their line yet (the loader's already do)."""
-    return [d if d.line is not None else source_map.locate(d) for d in diagnostics]
+    return source_map.locate_all(diagnostics)
 
 
 @contextmanager
@@ -128,7 +128,7 @@ def compile_plan(
         validated, found = check_schema(loaded.data)
         diagnostics = [*loaded.problems, *found]
         if any(d.code == "P2F100" for d in found):
-            raise PlanError([*loaded.problems, *(source_map.locate(d) for d in found)])
+            raise PlanError([*loaded.problems, *source_map.locate_all(found)])
         diagnostics += check_plan(validated.spec, loaded.data)
         stage("validate")
         decomposition, found = decompose(validated)

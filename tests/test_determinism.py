@@ -70,8 +70,8 @@ class CliRuns:
     """What the CLI printed and wrote in every configuration."""
 
     def __init__(self) -> None:
-        # (seed, layout) -> plan stem -> output bytes
-        self.outputs: dict[tuple[str, str], dict[str, bytes]] = {}
+        # (seed, layout) -> output file name -> bytes (every file `compile` wrote)
+        self.files: dict[tuple[str, str], dict[str, bytes]] = {}
         # (seed, layout) -> plan stem -> hash printed by `compile`
         self.compile_hashes: dict[tuple[str, str], dict[str, str]] = {}
         # (seed, layout) -> plan stem -> hash printed by `hash`
@@ -133,8 +133,7 @@ def cli_runs(
             runs.hash_command.setdefault(config, {})[stem] = done.stdout.strip()
             continue
         out = cwd / "out"
-        runs.outputs[config] = {stem: (out / runs.names[stem]).read_bytes() for stem in EXAMPLE_IDS}
-        assert sorted(p.name for p in out.iterdir()) == sorted(runs.names.values())
+        runs.files[config] = {p.name: p.read_bytes() for p in sorted(out.iterdir())}
         printed: dict[str, str] = {}
         for line in done.stdout.splitlines():
             found = HASH.search(line)
@@ -153,11 +152,26 @@ def test_cli_output_is_byte_identical_across_seeds_and_directories(
     stem: str, cli_runs: CliRuns, references: dict[str, CompileResult]
 ) -> None:
     expected = references[stem].graph.text.encode("utf-8")
-    assert len(cli_runs.outputs) == len(SEEDS) * len(LAYOUTS)
-    for config, outputs in cli_runs.outputs.items():
-        assert outputs[stem] == expected, f"{stem}: output differs for {config}"
+    name = cli_runs.names[stem]
+    assert len(cli_runs.files) == len(SEEDS) * len(LAYOUTS)
+    for config, files in cli_runs.files.items():
+        assert files[name] == expected, f"{stem}: {name} differs for {config}"
     document = json.loads(expected)
     assert document["hash"] == references[stem].graph.hash
+
+
+def test_cli_writes_the_same_files_with_the_same_bytes_in_every_configuration(
+    cli_runs: CliRuns,
+) -> None:
+    """Every output (TaskGraphs and whatever else `compile` writes beside them), and no temporary
+    file left behind."""
+    (first_config, first), *others = cli_runs.files.items()
+    assert set(cli_runs.names.values()) <= set(first)
+    assert not [name for name in first if name.startswith(".") or name.endswith(".tmp")]
+    for config, files in others:
+        assert sorted(files) == sorted(first), f"{config} wrote other files than {first_config}"
+        for name, data in files.items():
+            assert data == first[name], f"{name} differs between {config} and {first_config}"
 
 
 @pytest.mark.parametrize("stem", EXAMPLE_IDS)
@@ -398,6 +412,9 @@ def test_rewritten_plan_compiles_to_identical_bytes(
     expected = references[path.stem].graph
     assert result.graph.text == expected.text
     assert result.graph.hash == expected.hash
+    # Whatever else the compiler generates from the plan (the flow module) follows the graph.
+    flow_source = getattr(result, "flow_source", None)
+    assert flow_source == getattr(references[path.stem], "flow_source", None)
 
 
 def test_source_filename_does_not_matter(references: dict[str, CompileResult]) -> None:

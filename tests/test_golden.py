@@ -43,7 +43,7 @@ def test_invalid_plan_matches_golden_errors(plan: Path, snapshot: SnapshotAssert
     with pytest.raises(PlanError) as caught:
         compile_plan(plan.read_bytes(), _relative(plan), strict=True)
     text = plan.read_bytes().decode("utf-8", errors="replace")
-    source = SourceMap(_relative(plan), text, None)
+    source = SourceMap(_relative(plan), text)
     rendered = format_human(caught.value.diagnostics, lambda _file, line: source.line_text(line))
     golden = snapshot.use_extension(golden_file(f"invalid/{plan.stem}/errors.txt"))
     assert rendered == golden

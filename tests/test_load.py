@@ -36,7 +36,7 @@ def test_merge_of_a_list_of_mappings() -> None:
 
 
 def test_merge_of_a_scalar_is_an_error() -> None:
-    assert problems("a: &a 1\nb: {<<: *a}\n") == [("P2F104", 2, 5)]
+    assert problems("a: &a 1\nb: {<<: *a}\n") == [("P2F104", 2, 9)]
 
 
 def test_duplicate_keys_are_reported_at_the_second_with_the_first_related() -> None:
@@ -120,13 +120,14 @@ def test_flow_nesting_is_refused_before_parsing_with_its_position() -> None:
     text = "a: 1\nb: " + "[" * 100_000 + "]" * 100_000 + "\n"
     with pytest.raises(PlanError) as caught:
         load_plan(text, "p.yaml")
-    assert codes(caught.value) == [("P2F005", 2, 68)]
+    assert codes(caught.value) == [("P2F005", 2, 67)]
 
 
 def test_block_nesting_beyond_the_limit_is_reported_once() -> None:
     text = "".join("  " * depth + f"k{depth}:\n" for depth in range(70)) + "  " * 70 + "v\n"
-    found = problems(text)
-    assert found == [("P2F005", 65, 129)]
+    with pytest.raises(PlanError) as caught:
+        load_plan(text, "p.yaml")
+    assert codes(caught.value) == [("P2F005", 65, 129)]
 
 
 def test_brackets_inside_strings_do_not_count_below_the_limit() -> None:
@@ -150,7 +151,7 @@ def test_billion_laughs_is_refused_quickly() -> None:
 def test_recursive_alias_is_refused() -> None:
     with pytest.raises(PlanError) as caught:
         load_plan("a: &a [1, *a]\n", "p.yaml")
-    assert codes(caught.value) == [("P2F006", 1, 4)]
+    assert codes(caught.value) == [("P2F006", 1, 11)]
 
 
 def test_modest_aliasing_is_allowed() -> None:
@@ -186,9 +187,32 @@ class TestSourceMap:
         source = self.source()
         assert source.line_text(3) == "    - name: a"
         assert source.line_text(99) == ""
-        assert SourceMap("x", "", None).span("/a").line == 1
+        assert SourceMap("x", "").span("/a").line == 1
 
 
 def test_many_sibling_flow_collections_are_not_nesting() -> None:
     text = "items:\n" + "".join(f"  - {{id: t{i}, deps: [a, b]}}\n" for i in range(200))
     assert len(load_plan(text, "p.yaml").data["items"]) == 200
+
+
+@pytest.mark.parametrize("text", ["a: !!int v1\n", "a: !!float x\n", "a: !!bool maybe\n"])
+def test_explicit_tags_with_wrong_text_are_reported(text: str) -> None:
+    (item,) = load_plan(text, "p.yaml").problems
+    assert (item.code, item.line, item.column) == ("P2F105", 1, 4)
+    assert "is not a valid !!" in item.message
+
+
+def test_locating_skips_complex_keys_and_finds_what_follows() -> None:
+    text = "? [a, b]\n: 1\nafter:\n  - x\n  - {y: 2}\n"
+    loaded = load_plan(text, "p.yaml")
+    assert [d.code for d in loaded.problems] == ["P2F104"]
+    source = loaded.source_map
+    spans = source.spans([("/after/1/y", False), ("/after/1/y", True), ("/nothing", False)])
+    assert (spans[("/after/1/y", False)].line, spans[("/after/1/y", False)].column) == (5, 9)
+    assert (spans[("/after/1/y", True)].line, spans[("/after/1/y", True)].column) == (5, 6)
+    assert spans[("/nothing", False)].line == 1
+
+
+def test_a_flow_collection_on_one_line_is_underlined_whole() -> None:
+    span = load_plan("a: {b: 1, c: [2, 3]}\n", "p.yaml").source_map.span("/a/c")
+    assert (span.line, span.column, span.end_column) == (1, 14, 20)

@@ -313,7 +313,7 @@ def _expected_edges(plan: Data) -> set[tuple[str, str]]:
     return {(u, d) for up, down in edges for u in names(up) for d in names(down)}
 
 
-@settings(PROPERTY_SETTINGS, max_examples=60)
+@settings(PROPERTY_SETTINGS, max_examples=100)
 @given(
     plan=dag_plans(),
     rnd=st.randoms(use_true_random=False),
@@ -612,7 +612,7 @@ def assert_well_behaved(source: str | bytes, filename: str = "mutated.yaml") -> 
         assert json.loads(outcome.graph.text)["hash"] == outcome.graph.hash
 
 
-@settings(PROPERTY_SETTINGS, max_examples=250)
+@settings(PROPERTY_SETTINGS, max_examples=400)
 @given(
     stem=st.sampled_from(sorted(EXAMPLE_TEXTS)),
     data_mutations=st.integers(0, 2),
@@ -652,7 +652,7 @@ def test_mutated_plans_compile_or_raise_located_plan_errors(
         assert_well_behaved(source)
 
 
-@settings(PROPERTY_SETTINGS, max_examples=100)
+@settings(PROPERTY_SETTINGS, max_examples=200)
 @given(source=st.text(max_size=200) | st.binary(max_size=200))
 def test_arbitrary_input_compiles_or_raises_located_plan_error(source: str | bytes) -> None:
     assert_well_behaved(source)
