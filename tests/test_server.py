@@ -104,3 +104,52 @@ def test_plan_runs_on_a_real_server(prefect_server: str, tmp_path: Path) -> None
     assert names == ["count", "done", "greet"]
     flow = httpx.get(f"{prefect_server}/flows/{flow_run['flow_id']}", timeout=10).json()
     assert flow["name"] == "hello"
+
+
+def test_task_events_reach_the_server(prefect_server: str, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": prefect_server,
+        "PLAN2FLOW_HOME": str(tmp_path / "home"),
+        "PREFECT_HOME": str(tmp_path / "prefect-client"),
+    }
+    done = subprocess.run(
+        [str(BIN / "plan2flow"), "run", str(ROOT / "examples" / "plans" / "hello.yaml")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    match = re.search(r"flow run: ([0-9a-f-]{36})", done.stdout)
+    assert match
+    flow_run_id = match.group(1)
+    wanted = {
+        (what, task)
+        for task in ("greet", "count", "done")
+        for what in ("plan2flow.task.started", "plan2flow.task.completed")
+    }
+    deadline = time.monotonic() + 60
+    seen: set[tuple[str, str]] = set()
+    while time.monotonic() < deadline and not wanted <= seen:
+        response = httpx.post(
+            f"{prefect_server}/events/filter",
+            json={
+                "filter": {
+                    "event": {"prefix": ["plan2flow.task."]},
+                    "resource": {"labels": {"plan2flow.correlation-id": [flow_run_id]}},
+                },
+                "limit": 50,
+            },
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+        for event in response.json()["events"]:
+            resource = event["resource"]
+            if resource.get("plan2flow.correlation-id") == flow_run_id:
+                assert resource["plan2flow.plan"] == "hello"
+                assert resource["plan2flow.graph-hash"].startswith("sha256:")
+                seen.add((event["event"], resource["plan2flow.task-id"]))
+        time.sleep(2)
+    assert wanted <= seen
