@@ -674,7 +674,8 @@ def test_arbitrary_input_compiles_or_raises_located_plan_error(source: str | byt
     ids=["star_in_comment", "real_alias"],
 )
 def test_deep_block_nesting_with_an_alias_raises_plan_error(source: str) -> None:
-    """Found: RecursionError from load._expanded_size instead of P2F005."""
+    """Regression: the old loader's recursive alias counter (`_expanded_size`) raised
+    RecursionError here instead of P2F005."""
     with pytest.raises(PlanError) as caught:
         compile_plan(source, "deep.yaml")
     check_located(caught.value.diagnostics, "deep.yaml", source)
@@ -703,9 +704,9 @@ else:
     ids=["block_sequences", "flow_brackets_hidden_by_comment"],
 )
 def test_very_deep_nesting_does_not_crash_the_process(kind: str) -> None:
-    """Found: a 200 kB plan of nested block sequences (`- - - ... x`), or deep flow brackets after
-    a comment of closing brackets that fools the bracket pre-check, overflows the C stack inside
-    libyaml's recursive composer: the process dies with SIGSEGV. Run in a subprocess."""
+    """Regression: a 200 kB plan of nested block sequences (`- - - ... x`), or deep flow brackets
+    after a comment of closing brackets that fooled the old bracket pre-check, overflowed the C
+    stack in libyaml's recursive composer: the process died with SIGSEGV. Run in a subprocess."""
     done = subprocess.run(
         [sys.executable, "-c", _CRASH_PROBE, kind, "100000"],
         capture_output=True,
@@ -721,8 +722,8 @@ def test_very_deep_nesting_does_not_crash_the_process(kind: str) -> None:
     ["!!int abc", "!!int ''", "!!int 0x", "!!float abc", "!!float ''", "!!bool maybe"],
 )
 def test_explicit_core_tag_with_invalid_content_raises_plan_error(value: str) -> None:
-    """Found: `!!int abc` raises ValueError, `!!int ''` IndexError and `!!bool maybe` KeyError:
-    load._Builder._scalar calls PyYAML's constructors without catching their errors."""
+    """Regression: `!!int abc` raised ValueError, `!!int ''` IndexError and `!!bool maybe`
+    KeyError, from PyYAML's constructors called without catching their errors."""
     source = f"apiVersion: plan2flow/v1\nkind: Plan\nmetadata: {{name: a}}\nx: {value}\n"
     with pytest.raises(PlanError) as caught:
         compile_plan(source, "tagged.yaml")
@@ -730,7 +731,7 @@ def test_explicit_core_tag_with_invalid_content_raises_plan_error(value: str) ->
 
 
 def test_str_source_with_a_lone_surrogate_raises_plan_error() -> None:
-    """Found: UnicodeEncodeError from libyaml's reader for a `str` that is not valid Unicode
+    """Regression: UnicodeEncodeError from libyaml's reader for a `str` that is not valid Unicode
     text (a lone surrogate, as `surrogateescape` decoding produces)."""
     source = "apiVersion: plan2flow/v1\nkind: Plan\nmetadata: {name: a\udce9}\n"
     with pytest.raises(PlanError) as caught:
