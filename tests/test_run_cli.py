@@ -144,3 +144,47 @@ def test_edited_graph_file_exits_2(tmp_path: Path) -> None:
 def test_missing_graph_file_exits_2(tmp_path: Path) -> None:
     result = runner.invoke(app, ["run", str(tmp_path / "none.taskgraph.json")])
     assert result.exit_code == 2
+
+
+def test_live_progress_on_a_terminal(tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from plan2flow.compiler import compile_plan
+    from plan2flow.flows.launch import prefect_environment, run_plan
+
+    text = plan_text("live", "  - {id: a, type: noop}\n  - {id: b, type: noop, depends_on: [a]}\n")
+    result = compile_plan(text, "live.yaml")
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=100)
+    prefect_environment()
+    code = run_plan(
+        result.graph,
+        result.flow_source,
+        "live.yaml",
+        [],
+        max_parallel=None,
+        no_cache=False,
+        console=console,
+    )
+    assert code == 0
+    output = buffer.getvalue()
+    assert "plan live: completed" in output
+    assert "\x1b[" in output  # drawn for a terminal
+
+
+def test_running_a_generated_module_directly(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from prefect.settings import PREFECT_API_URL
+    from support import build_module
+
+    module = build_module(tmp_path / "build", plan_text("direct", "  - {id: a, type: noop}\n"))
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    done = subprocess.run(
+        [sys.executable, str(module)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Finished in state Completed" in done.stderr
