@@ -208,23 +208,26 @@ class SourceMap:
             if item.line is not None:
                 located.append(item)
                 continue
-            where = spans[(item.pointer, item.on_key)]
-            related = tuple(
-                dataclasses.replace(r, line=s.line, column=s.column)
-                for r in item.related
-                for s in [spans[(r.pointer, False)]]
-            )
+            related = [spans[(r.pointer, False)] for r in item.related]
             located.append(
-                dataclasses.replace(
-                    item,
-                    file=self.filename,
-                    line=where.line,
-                    column=where.column,
-                    end_column=where.end_column,
-                    related=related,
-                )
+                _placed(item, self.filename, spans[(item.pointer, item.on_key)], related)
             )
         return located
+
+
+def _placed(item: Diagnostic, filename: str, where: Span, related: list[Span]) -> Diagnostic:
+    """A diagnostic with its position, and its related locations' positions, filled in."""
+    return dataclasses.replace(
+        item,
+        file=filename,
+        line=where.line,
+        column=where.column,
+        end_column=where.end_column,
+        related=tuple(
+            dataclasses.replace(r, line=s.line, column=s.column)
+            for r, s in zip(item.related, related, strict=True)
+        ),
+    )
 
 
 def _stream_spans(text: str, prefixes: set[str], keys: set[str]) -> dict[tuple[str, bool], Span]:
@@ -382,23 +385,9 @@ class _Builder:
         end: Any = None,
         related_mark: Any = None,
     ) -> None:
-        span = _span(start, end if end is not None else start)
-        related = item.related
-        if related_mark is not None:
-            related = tuple(
-                dataclasses.replace(r, line=related_mark.line + 1, column=related_mark.column + 1)
-                for r in related
-            )
-        self.problems.append(
-            dataclasses.replace(
-                item,
-                file=self.filename,
-                line=span.line,
-                column=span.column,
-                end_column=span.end_column,
-                related=related,
-            )
-        )
+        related = [_span(related_mark, related_mark)] * len(item.related) if related_mark else []
+        where = _span(start, end if end is not None else start)
+        self.problems.append(_placed(item, self.filename, where, related))
 
     def fatal(self, item: Diagnostic, mark: Any) -> _Fatal:
         self.report(item, mark)

@@ -8,6 +8,7 @@ quiet console logs (the logs still reach the Prefect API and its UI).
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import os
 import sys
@@ -103,14 +104,27 @@ def parse_params(pairs: Sequence[str], declared: Mapping[str, Mapping[str, Any]]
     return values
 
 
-def _import(module_path: Path) -> Any:
-    name = f"plan2flow_generated_{module_path.stem}"
+_IMPORTS = itertools.count(1)
+
+
+def import_flow(module_path: Path) -> Any:
+    """Import a generated module (under a name of its own) and return its flow."""
+    name = f"plan2flow_generated_{module_path.stem}_{next(_IMPORTS)}"
     spec = importlib.util.spec_from_file_location(name, module_path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
-    return module
+    flows = [
+        value
+        for value in vars(module).values()
+        if hasattr(value, "with_options")
+        and getattr(value, "fn", None) is not None
+        and value.fn.__module__ == name
+    ]
+    if len(flows) != 1:
+        raise LaunchError(f"{module_path} does not define exactly one flow")
+    return flows[0]
 
 
 def _duration(seconds: float | None) -> str:
@@ -147,12 +161,7 @@ def run_plan(
 
     from . import runtime
 
-    module = _import(module_path)
-    flow_function = next(
-        value
-        for value in vars(module).values()
-        if getattr(value, "name", None) == graph.name and hasattr(value, "with_options")
-    )
+    flow_function = import_flow(module_path)
     if max_parallel is not None:
         flow_function = flow_function.with_options(
             task_runner=ThreadPoolTaskRunner(max_workers=max_parallel)

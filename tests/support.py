@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from plan2flow.compiler import compile_plan
 from plan2flow.compiler.codegen import flow_file_name, graph_file_name
@@ -42,13 +41,52 @@ def build_module(directory: Path, text: str) -> Path:
 
 
 def import_flow(module_path: Path) -> Any:
-    """Import a generated module under a unique name and return its flow."""
-    name = f"generated_{module_path.parent.name}_{module_path.stem}_{len(sys.modules)}"
-    spec = importlib.util.spec_from_file_location(name, module_path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    flows = [v for v in vars(module).values() if hasattr(v, "with_options") and hasattr(v, "fn")]
-    (flow,) = [f for f in flows if f.fn.__module__ == name]
-    return flow
+    """Import a generated module as `plan2flow run` does, under a name of its own."""
+    from plan2flow.flows.launch import import_flow as launch_import
+
+    return launch_import(module_path)
+
+
+class MergeKey(str):
+    """The YAML merge key `<<`, emitted plain (a plain str '<<' would be quoted)."""
+
+    __slots__ = ()
+
+
+MERGE = MergeKey("<<")
+
+
+def dump(
+    data: Any,
+    *,
+    flow: bool | None = False,
+    quote: str | None = None,
+    indent: int = 2,
+    width: float = 80,
+    explicit: bool = False,
+    sort_keys: bool = False,
+) -> str:
+    """`yaml.safe_dump` with a chosen style for every string scalar (where YAML allows it)."""
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=quote)
+
+    def represent_merge(dumper: yaml.SafeDumper, value: MergeKey) -> yaml.ScalarNode:
+        return dumper.represent_scalar("tag:yaml.org,2002:merge", "<<")
+
+    Dumper.add_representer(str, represent_str)
+    Dumper.add_representer(MergeKey, represent_merge)
+    return yaml.dump(
+        data,
+        Dumper=Dumper,
+        default_flow_style=flow,
+        indent=indent,
+        width=width,
+        allow_unicode=True,
+        explicit_start=explicit,
+        explicit_end=explicit,
+        sort_keys=sort_keys,
+    )

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 import yaml
+from support import MERGE, dump
 
 from plan2flow.compiler import CompileResult, compile_plan
 
@@ -188,51 +189,6 @@ def test_cli_printed_hashes_agree_across_seeds_and_directories(
 # --------------------------------------------------------------------------------------------
 # 2. Rewritings of the same plan give the same bytes.
 # --------------------------------------------------------------------------------------------
-
-
-class MergeKey(str):
-    """The YAML merge key `<<`, emitted plain (a plain str '<<' would be quoted)."""
-
-    __slots__ = ()
-
-
-MERGE = MergeKey("<<")
-
-
-def dump(
-    data: Any,
-    *,
-    flow: bool | None = False,
-    quote: str | None = None,
-    indent: int = 2,
-    width: float = 80,
-    explicit: bool = False,
-    sort_keys: bool = False,
-) -> str:
-    """`yaml.safe_dump` with a chosen style for every string scalar (where YAML allows it)."""
-
-    class Dumper(yaml.SafeDumper):
-        pass
-
-    def represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=quote)
-
-    def represent_merge(dumper: yaml.SafeDumper, value: MergeKey) -> yaml.ScalarNode:
-        return dumper.represent_scalar("tag:yaml.org,2002:merge", "<<")
-
-    Dumper.add_representer(str, represent_str)
-    Dumper.add_representer(MergeKey, represent_merge)
-    return yaml.dump(
-        data,
-        Dumper=Dumper,
-        default_flow_style=flow,
-        indent=indent,
-        width=width,
-        allow_unicode=True,
-        explicit_start=explicit,
-        explicit_end=explicit,
-        sort_keys=sort_keys,
-    )
 
 
 def map_dicts(value: Any, fn: Callable[[dict[str, Any]], dict[str, Any]]) -> Any:

@@ -23,6 +23,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import dump
 
 from plan2flow.compiler import CODES, CompileResult, Diagnostic, PlanError, compile_plan
 
@@ -47,37 +48,6 @@ Data = dict[str, Any]
 # --------------------------------------------------------------------------------------------
 # Writing plans out in many YAML styles
 # --------------------------------------------------------------------------------------------
-
-
-def dump(
-    data: Any,
-    *,
-    flow: bool | None = False,
-    quote: str | None = None,
-    indent: int = 2,
-    width: float = 80,
-    explicit: bool = False,
-    sort_keys: bool = False,
-) -> str:
-    """`yaml.safe_dump` with a chosen style for every string scalar (where YAML allows it)."""
-
-    class Dumper(yaml.SafeDumper):
-        pass
-
-    def represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=quote)
-
-    Dumper.add_representer(str, represent_str)
-    return yaml.dump(
-        data,
-        Dumper=Dumper,
-        default_flow_style=flow,
-        indent=indent,
-        width=width,
-        allow_unicode=True,
-        explicit_start=explicit,
-        sort_keys=sort_keys,
-    )
 
 
 @st.composite

@@ -67,10 +67,11 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         log.close()
 
 
-def test_plan_runs_on_a_real_server(prefect_server: str, tmp_path: Path) -> None:
+def run_hello(api: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`plan2flow run examples/plans/hello.yaml` in its own process, against `api`."""
     env = {
         **os.environ,
-        "PREFECT_API_URL": prefect_server,
+        "PREFECT_API_URL": api,
         "PLAN2FLOW_HOME": str(tmp_path / "home"),
         "PREFECT_HOME": str(tmp_path / "prefect-client"),
     }
@@ -83,6 +84,11 @@ def test_plan_runs_on_a_real_server(prefect_server: str, tmp_path: Path) -> None
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def test_plan_runs_on_a_real_server(prefect_server: str, tmp_path: Path) -> None:
+    done = run_hello(prefect_server, tmp_path)
     match = re.search(r"view it at (\S+)/runs/flow-run/([0-9a-f-]{36})", done.stdout)
     assert match, done.stdout
     assert match.group(1) == prefect_server.removesuffix("/api")
@@ -107,21 +113,7 @@ def test_plan_runs_on_a_real_server(prefect_server: str, tmp_path: Path) -> None
 
 
 def test_task_events_reach_the_server(prefect_server: str, tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "PREFECT_API_URL": prefect_server,
-        "PLAN2FLOW_HOME": str(tmp_path / "home"),
-        "PREFECT_HOME": str(tmp_path / "prefect-client"),
-    }
-    done = subprocess.run(
-        [str(BIN / "plan2flow"), "run", str(ROOT / "examples" / "plans" / "hello.yaml")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    done = run_hello(prefect_server, tmp_path)
     match = re.search(r"flow run: ([0-9a-f-]{36})", done.stdout)
     assert match
     flow_run_id = match.group(1)
