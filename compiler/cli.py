@@ -145,6 +145,7 @@ def _report(outcomes: list[Outcome], fmt: Format, console: Console, err: Console
             f"{len(outcomes)} plan(s) checked: {errors} error(s), {warnings} warning(s)",
             markup=False,
             highlight=False,
+            soft_wrap=True,
         )
 
 
@@ -217,18 +218,21 @@ def _collisions(outcomes: list[Outcome], output_dir: Path | None) -> None:
     for o in outcomes:
         if o.result is None:
             continue
-        target = _target(o, output_dir)
-        first = targets.setdefault(target.resolve(), o.path)
-        if first != o.path:
+        graph_target = _target(o, output_dir)
+        for target in (graph_target, graph_target.parent / flow_file_name(o.result.graph.name)):
+            first = targets.setdefault(target.resolve(), o.path)
+            if first == o.path:
+                continue
             problem = diagnostic(
                 "P2F210",
-                f"plan name '{o.result.graph.name}' is also used by {first}; both would write "
-                f"{target}",
+                f"plan name '{o.result.graph.name}' collides with the plan in {first}: both "
+                f"would write {target}",
                 "/metadata/name",
                 hint="give each plan a unique metadata.name",
             )
             o.diagnostics = (*o.diagnostics, o.result.source_map.locate(problem))
             o.result = None
+            break
 
 
 def _target(outcome: Outcome, output_dir: Path | None) -> Path:
@@ -270,7 +274,12 @@ def compile_command(
         try:
             write_all_atomic(writes)
         except OSError as error:
-            err.print(f"plan2flow: cannot write outputs: {error}", markup=False, highlight=False)
+            err.print(
+                f"plan2flow: cannot write outputs: {error}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
             raise typer.Exit(EXIT_USAGE) from None
         if fmt is Format.human:
             for o, (target, _) in zip(outcomes, writes[::2], strict=True):
@@ -290,7 +299,7 @@ def compile_command(
 
 @app.command("hash")
 def hash_command(plan: Annotated[Path, typer.Argument(help="A plan file.")]) -> None:
-    """Print the plan's graph hash (``sha256:...``)."""
+    """Print the plan's graph hash (sha256:...)."""
     console, err = _consoles()
     outcome = _check(plan, strict=False)
     if outcome.result is None:
@@ -355,7 +364,7 @@ def run(
             console=console,
         )
     except (LaunchError, OSError) as error:
-        err.print(f"plan2flow: {error}", markup=False, highlight=False)
+        err.print(f"plan2flow: {error}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from None
     raise typer.Exit(code)
 

@@ -66,7 +66,7 @@ CODES: dict[str, CodeInfo] = _codes(
     CodeInfo("P2F206", "duplicate component"),
     CodeInfo("P2F207", "unknown component dependency"),
     CodeInfo("P2F208", "agent set on a task type that has no agent"),
-    CodeInfo("P2F209", "unknown matrix variable"),
+    CodeInfo("P2F209", "unknown template variable"),
     CodeInfo("P2F210", "duplicate plan name"),
     CodeInfo("P2F301", "dependency cycle"),
     CodeInfo("P2F302", "artifact produced but never consumed", Severity.WARNING),

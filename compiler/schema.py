@@ -55,8 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     text = render_schema()
     if args:
-        with open(args[0], "w", encoding="utf-8", newline="\n") as out:
-            out.write(text)
+        from pathlib import Path
+
+        from .files import write_all_atomic
+
+        write_all_atomic([(Path(args[0]), text)])
     else:
         sys.stdout.write(text)
     return 0

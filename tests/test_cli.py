@@ -150,7 +150,7 @@ def test_two_plans_with_one_name_collide_p2f210(tmp_path: Path) -> None:
     second = plan(tmp_path, "same", "tasks:\n  - {id: b, type: noop}\n", "second.yaml")
     result = runner.invoke(app, ["compile", str(first), str(second)])
     assert result.exit_code == 1
-    assert f"{second}:3:18: P2F210 error: plan name 'same' is also used by {first}" in (
+    assert f"{second}:3:18: P2F210 error: plan name 'same' collides with the plan in {first}" in (
         result.stderr
     )
     assert not list(tmp_path.glob("*.json"))
@@ -269,3 +269,12 @@ def test_json_format_gives_each_task_its_source_line() -> None:
         ("count", 22, "task"),
         ("done", 28, "task"),
     ]
+
+
+def test_flow_module_names_collide_too(tmp_path: Path) -> None:
+    first = plan(tmp_path, "a-b", "tasks:\n  - {id: a, type: noop}\n", "first.yaml")
+    second = plan(tmp_path, "a--b", "tasks:\n  - {id: b, type: noop}\n", "second.yaml")
+    result = runner.invoke(app, ["compile", str(first), str(second), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert "P2F210" in result.stderr and "a_b_flow.py" in result.stderr
+    assert not (tmp_path / "o").exists()

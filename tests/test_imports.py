@@ -24,3 +24,27 @@ def test_public_api_is_sorted_and_complete() -> None:
     assert compiler.__all__ == sorted(compiler.__all__)
     for name in compiler.__all__:
         assert hasattr(compiler, name)
+
+
+def test_every_package_and_template_ships_in_the_wheel() -> None:
+    """The distribution lists its packages by hand (the folders map into one namespace): a new
+    subpackage or data file must be listed, or a non-editable install breaks."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {
+        "plan2flow.compiler": "compiler",
+        "plan2flow.flows": "flows",
+        "plan2flow.agents": "agents",
+    }
+    found = set()
+    for package, folder in folders.items():
+        for init in sorted((root / folder).rglob("__init__.py")):
+            relative = init.parent.relative_to(root / folder).parts
+            found.add(".".join([package, *relative]))
+    assert set(config["packages"]) == found
+    data = config["package-data"]
+    for template in (root / "compiler" / "codegen" / "templates").glob("*"):
+        assert f"templates/*{template.suffix}" in data["plan2flow.compiler.codegen"]

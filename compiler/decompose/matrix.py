@@ -83,6 +83,15 @@ def _substitute(value: Any, pointer: str, names: _Names, problems: list[Diagnost
     if isinstance(value, str):
         if "${{" not in value:
             return value
+        if value.count("${{") != len(_EXPRESSION.findall(value)):
+            problems.append(
+                diagnostic(
+                    "P2F209",
+                    f"unclosed template expression in {value!r}",
+                    pointer,
+                    hint="write expressions as ${{ namespace.name }}",
+                )
+            )
 
         def replace(match: re.Match[str]) -> str:
             reference = _REFERENCE.match(match.group(1))
@@ -128,7 +137,7 @@ def _names(node: TaskNode, matrix: dict[str, str], plan_params: frozenset[str]) 
 
 
 def _params_pointer(node: TaskNode) -> str:
-    return f"{node.origin.pointer}/params" if node.origin.rule == "task" else node.origin.pointer
+    return f"{node.origin.pointer}/params" if node.origin.written else node.origin.pointer
 
 
 def expand_matrix(

@@ -23,6 +23,11 @@ class Origin:
     source: str
     pointer: str
 
+    @property
+    def written(self) -> bool:
+        """Whether the task is written in `tasks` (possibly expanded by a matrix)."""
+        return self.source.startswith("tasks[")
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Dependency:
@@ -107,7 +112,7 @@ def make_node(
         description=step.description,
         depends_on=tuple(depends_on),
         inputs=tuple(inputs[name] for name in sorted(inputs)),
-        outputs=tuple(sorted(set(outputs))),
+        outputs=tuple(dict.fromkeys(outputs)),  # written order: diagnostics point into it
         params=params,
         agent=step.agent,
         retries=defaults.retries if step.retries is None else step.retries,

@@ -30,7 +30,7 @@ class LinkedGraph:
 
 
 def _id_pointer(node: TaskNode) -> str:
-    return f"{node.origin.pointer}/id" if node.origin.rule == "task" else node.origin.pointer
+    return f"{node.origin.pointer}/id" if node.origin.written else node.origin.pointer
 
 
 def link(
@@ -95,8 +95,10 @@ def link(
                 continue
             for target in targets:
                 if target == node.id or dep.task == node.id:
+                    # Named by the written id: a matrix task's expansions give one diagnostic.
+                    written = dep.task if target == node.id else node.id
                     problems.append(
-                        diagnostic("P2F203", f"task '{node.id}' depends on itself", dep.pointer)
+                        diagnostic("P2F203", f"task '{written}' depends on itself", dep.pointer)
                     )
                     break
                 add_edge(target, node.id, dep.pointer, None)

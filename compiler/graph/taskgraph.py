@@ -68,7 +68,7 @@ def _task_entry(node: TaskNode, graph: LinkedGraph) -> dict[str, Any]:
         "inputs": graph.inputs[node.id],
         "matrix": dict(node.matrix),
         "origin": {"rule": node.origin.rule, "source": node.origin.source},
-        "outputs": list(node.outputs),
+        "outputs": sorted(node.outputs),
         "params": node.params,
         "retries": node.retries,
         "retry_delay_seconds": node.retry_delay_seconds,
@@ -130,7 +130,7 @@ def build_taskgraph(spec: PlanSpec, graph: LinkedGraph, order: list[str]) -> Tas
             "producer": task_id,
         }
         for task_id in order
-        for name in graph.nodes[task_id].outputs
+        for name in sorted(graph.nodes[task_id].outputs)
     ]
     artifacts.sort(key=lambda artifact: str(artifact["id"]))
     edges = [

@@ -84,7 +84,19 @@ AgentName = Annotated[
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^\S+$")]
 """Tags share the no-spaces pattern (and its meaning) with task references."""
 
-MatrixValue = str | int | bool
+MatrixValue = (
+    Annotated[
+        str,
+        StringConstraints(
+            pattern=pattern(
+                r"^[^\s,=\[\]]+$",
+                "a value without spaces, commas, '=' or brackets (it becomes part of task ids)",
+            )
+        ),
+    ]
+    | int
+    | bool
+)
 
 Matrix = Annotated[
     dict[PythonName, Annotated[list[MatrixValue], Field(min_length=1, max_length=64)]],

@@ -14,7 +14,7 @@ def check_unconsumed_artifacts(graph: LinkedGraph) -> list[Diagnostic]:
     consumed = {ref for refs in graph.inputs.values() for ref in refs.values()}
     problems = []
     for node in graph.nodes.values():
-        if node.origin.rule != "task" or not graph.downstream[node.id]:
+        if not node.origin.written or not graph.downstream[node.id]:
             continue
         for index, name in enumerate(node.outputs):
             if f"{node.id}.{name}" not in consumed:

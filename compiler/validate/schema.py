@@ -73,7 +73,7 @@ def json_type(value: Any) -> str:
 
 
 def _shown(value: Any) -> str:
-    if isinstance(value, dict | list):
+    if value is None or isinstance(value, dict | list):
         return json_type(value)
     text = repr(value) if isinstance(value, str) else str(value).lower()
     if len(text) > 60:
@@ -214,28 +214,27 @@ def _translate(error: ErrorDetails, data: Any) -> Diagnostic:
     return diagnostic("P2F105", message, pointer)
 
 
-def _translate_all(
-    error: ValidationError, data: Any, prefix: Sequence[int | str] = ()
-) -> list[Diagnostic]:
-    found: dict[str, Diagnostic] = {}
-    branch_types: dict[str, list[str]] = {}
+def _translate_all(error: ValidationError, data: Any) -> list[Diagnostic]:
+    """One diagnostic per place. A value that failed every branch of a union (`str | int |
+    bool`) gets one: the branch its type matched, if one did, else the list of types."""
+    groups: dict[str, list[tuple[Diagnostic, str]]] = {}
     for details in error.errors(include_url=False):
-        details["loc"] = (*prefix, *details["loc"])
         item = _translate(details, data)
-        if item.code == "P2F104" and item.pointer in found and not item.on_key:
-            # One value failed every branch of a union (`str | int | bool`): one diagnostic.
-            branch_types[item.pointer].append(_EXPECTED.get(details["type"], "valid"))
-            options = list(dict.fromkeys(branch_types[item.pointer]))
-            expected = ", ".join(options[:-1]) + " or " + options[-1]
-            field = item.message.split("'")[1]
-            got = item.message.rsplit("; got ", 1)[1]
-            item = dataclasses.replace(
-                item, message=f"'{field}' must be {expected}; got {got}", hint=item.hint
-            )
-        else:
-            branch_types[item.pointer] = [_EXPECTED.get(details["type"], "valid")]
-        found[item.pointer + ("#key" if item.on_key else "")] = item
-    return list(found.values())
+        key = item.pointer + ("#key" if item.on_key else "")
+        groups.setdefault(key, []).append((item, details["type"]))
+    found = []
+    for group in groups.values():
+        matched = [item for item, kind in group if kind not in _EXPECTED]
+        if len(group) == 1 or matched:
+            found.append((matched or [group[0][0]])[0])
+            continue
+        first = group[0][0]
+        options = list(dict.fromkeys(_EXPECTED[kind] for _, kind in group))
+        expected = ", ".join(options[:-1]) + " or " + options[-1]
+        field = first.message.split("'")[1]
+        got = first.message.rsplit("; got ", 1)[1]
+        found.append(dataclasses.replace(first, message=f"'{field}' must be {expected}; got {got}"))
+    return found
 
 
 def check_schema(data: dict[str, Any]) -> tuple[ValidatedPlan, list[Diagnostic]]:
