@@ -23,21 +23,28 @@ several seconds):
 * ``bare``: the same hand-written flow without persistence (``persist_result=False``,
   ``NO_CACHE``), for reference: the cheapest a Prefect DAG gets;
 * ``empty``: a flow with no task and the same task runner: the fixed cost of any flow run (flow
-  run creation, and the ~1 s the heartbeat thread takes to stop at the end).
+  run creation, and up to 1 s for the heartbeat thread to stop at the end).
 
 What the generated flow does on top of ``handwritten``, per task: it checks the submitted
 upstream tasks against the graph, passes upstream results as ``allow_failure`` futures (resolved
 as parameters instead of ``wait_for``), computes its own cache key (JSON + SHA-256), creates an
 artifact directory, a ``.logs`` directory and a workspace directory, emits two extra Prefect
-events (``plan2flow.task.started`` / ``completed``) and formats two JSON log lines, runs two
-hooks, and keeps a per-task record.
+events (``plan2flow.task.started`` / ``completed``) and formats two JSON log lines, runs a
+completion hook, and keeps a per-task record.
 
-Reported (one JSON line): median wall seconds of each flow, milliseconds per task (median / N),
-marginal milliseconds per task (median minus the median empty flow, over N), and the ratios
-``generated / handwritten`` (the goal is at most 1.10) and ``generated / bare``. Only the flow
-call is timed, not the server recording the task runs afterwards (task states reach the server
-as events, asynchronously). ``PREFECT_LOGGING_LEVEL`` is WARNING unless ``--log-level`` says
-otherwise, so INFO logs are neither printed nor shipped to the API; ``plan2flow run`` ships them.
+Reported (one JSON line), twice: under ``wall``, the seconds of the flow call as a user waits
+for it; under ``body``, the seconds until the flow's final state was set, which leaves out the end
+of the flow run's heartbeat thread: it sleeps in 1 s steps and is joined when the flow ends, so
+wall times are rounded up to the next whole second since the flow started, and wall ratios jump
+with that rounding (body ratios are the stable figure). For each: the median seconds of every
+flow, milliseconds per task (median / N), marginal milliseconds per task (median minus the median
+empty flow, over N), and the ratios ``generated / handwritten`` (the goal is at most 1.10) and
+``generated / bare``. The server records task runs from events, in the background, after the flow
+has returned; every run (warm-up included) is followed, untimed, by a wait until the server has
+recorded all of its task runs as completed plus 0.5 s, so that no run pays for the previous run's
+backlog; ``settle_median_seconds`` reports that wait. ``PREFECT_LOGGING_LEVEL`` is WARNING unless
+``--log-level`` says otherwise, so INFO logs are neither printed nor shipped to the API;
+``plan2flow run`` ships them.
 """
 
 from __future__ import annotations

@@ -126,10 +126,22 @@ class SourceMap:
     accepted (nesting within the limit, so composing cannot overflow the stack).
     """
 
-    def __init__(self, filename: str, text: str, *, composable: bool = False) -> None:
+    def __init__(
+        self,
+        filename: str,
+        text: str,
+        *,
+        composable: bool = False,
+        items: dict[str, dict[int, Any]] | None = None,
+        item_ends: dict[str, Any] | None = None,
+    ) -> None:
         self.filename = filename
         self.text = text
         self._composable = composable
+        # Where each mapping of a top-level list (a task, a component) starts, and where the
+        # list ends: a pointer into one task is found by reading that task's text alone.
+        self._items = items or {}
+        self._item_ends = item_ends or {}
         self._root: Node | None = None
         self._lines: list[str] | None = None
         self._spans: dict[tuple[str, bool], Span] = {}
@@ -147,9 +159,38 @@ class SourceMap:
     def spans(self, wanted: list[tuple[str, bool]]) -> dict[tuple[str, bool], Span]:
         """The spans of many pointers (each with whether its key is meant), in one pass."""
         missing = {w for w in wanted if w not in self._spans}
+        for item in list(missing):
+            found = self._item_span(*item)
+            if found is not None:
+                self._spans[item] = found
+                missing.discard(item)
         if missing and self._composable:
             self._spans.update(self._scan(missing))
         return {w: self._spans.get(w, Span(1, 1)) for w in wanted}
+
+    def _item_span(self, pointer: str, on_key: bool) -> Span | None:
+        """A pointer into one item of a top-level list, found by reading that item's text."""
+        parts = pointer_parts(pointer)
+        if len(parts) < 2 or not parts[1].isdigit():
+            return None
+        starts = self._items.get(pointer_join(parts[0]))
+        if not starts or int(parts[1]) not in starts:
+            return None
+        index = int(parts[1])
+        start = starts[index]
+        end = starts.get(index + 1) or self._item_ends.get(pointer_join(parts[0]))
+        if end is None:
+            return None
+        # The item's text, shifted right to its own column so its indentation stays valid.
+        piece = " " * start.column + self.text[start.index : end.index]
+        inner = pointer_join(*parts[2:])
+        inner_parts = parts[2:]
+        prefixes = {pointer_join(*inner_parts[:n]) for n in range(len(inner_parts) + 1)}
+        found = _stream_spans(piece, prefixes, {inner} if on_key else set())
+        span = found.get((inner, on_key))
+        if span is None:
+            return None
+        return Span(span.line + start.line, span.column, span.end_column)
 
     def _scan(self, wanted: set[tuple[str, bool]]) -> dict[tuple[str, bool], Span]:
         prefixes: set[str] = set()
@@ -377,6 +418,8 @@ class _Builder:
         self.written = 0
         self.biggest_alias: tuple[int, Any] = (0, None)
         self.root_mark: Any = None
+        self.items: dict[str, dict[int, Any]] = {}
+        self.item_ends: dict[str, Any] = {}
 
     def report(
         self,
@@ -452,9 +495,14 @@ class _Builder:
                     self._unsupported_tag(event.tag, pointer, event)
                 if event.anchor:
                     self.open_anchors.add(event.anchor)
+                if len(stack) == 2 and isinstance(stack[1].value, list):
+                    items = self.items.setdefault(stack[1].pointer, {})
+                    items[len(stack[1].value)] = event.start_mark
                 stack.append(_Frame({} if is_map else [], pointer, event, event.anchor))
             elif kind is MappingEndEvent or kind is SequenceEndEvent:
                 frame = stack.pop()
+                if len(stack) == 1 and frame.pointer in self.items:
+                    self.item_ends[frame.pointer] = event.start_mark
                 if isinstance(frame.value, dict):
                     self._merge(frame)
                 if frame.anchor:
@@ -763,7 +811,9 @@ def load_plan(source: str | bytes, filename: str, limits: Limits = DEFAULT_LIMIT
         raise PlanError(builder.problems) from None
     except yaml.YAMLError as error:
         raise PlanError([*builder.problems, _yaml_error(error, filename, text)]) from None
-    source_map = SourceMap(filename, text, composable=True)
+    source_map = SourceMap(
+        filename, text, composable=True, items=builder.items, item_ends=builder.item_ends
+    )
     if not isinstance(data, dict):
         raise PlanError(
             [

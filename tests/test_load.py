@@ -216,3 +216,45 @@ def test_locating_skips_complex_keys_and_finds_what_follows() -> None:
 def test_a_flow_collection_on_one_line_is_underlined_whole() -> None:
     span = load_plan("a: {b: 1, c: [2, 3]}\n", "p.yaml").source_map.span("/a/c")
     assert (span.line, span.column, span.end_column) == (1, 14, 20)
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_item_locating_agrees_with_a_full_scan(newline: str) -> None:
+    """Pointers into one task are found by reading that task's text alone; the answer must be the
+    one a scan of the whole file gives, whatever the style, characters or line endings."""
+    text = newline.join(
+        [
+            "# é中文🙂 before the tasks",
+            "metadata: {name: x, description: 'ünïcode 🙂'}",
+            "tasks:",
+            "  - id: a",
+            "    params: {argv: [echo, 'é🙂', x]}",
+            "    outputs:",
+            "      - raw  # comment",
+            "  - {id: b, depends_on: [a], params: {argv: ['🙂', y]}}",
+            "  -   id: c",
+            "      depends_on:",
+            "      - b",
+            "other: [1, 2]",
+            "",
+        ]
+    )
+    loaded = load_plan(text, "p.yaml")
+    pointers = [
+        ("/tasks/0", False),
+        ("/tasks/0/params/argv/2", False),
+        ("/tasks/0/outputs/0", False),
+        ("/tasks/0/outputs", True),
+        ("/tasks/1/params/argv/1", False),
+        ("/tasks/1/depends_on/0", False),
+        ("/tasks/1/id", True),
+        ("/tasks/2/depends_on/0", False),
+        ("/tasks/2/missing/deeper", False),
+    ]
+    fast = loaded.source_map.spans(pointers)
+    full = SourceMap("p.yaml", loaded.source_map.text, composable=True)._scan(set(pointers))
+    assert fast == full
+    assert (
+        fast[("/tasks/1/params/argv/1", False)].line,
+        fast[("/tasks/1/params/argv/1", False)].column,
+    ) == (8, 47)
