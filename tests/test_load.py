@@ -257,4 +257,4 @@ def test_item_locating_agrees_with_a_full_scan(newline: str) -> None:
     assert (
         fast[("/tasks/1/params/argv/1", False)].line,
         fast[("/tasks/1/params/argv/1", False)].column,
-    ) == (8, 47)
+    ) == (8, 51)
