@@ -46,6 +46,9 @@ def publish(
         ],
         payload=payload,
     )
+    target = logger or LOGGER
+    if not target.isEnabledFor(logging.INFO):
+        return
     line = {
         "event": event,
         "plan": plan,
@@ -54,4 +57,4 @@ def publish(
         "flow_run_id": flow_run_id,
         **payload,
     }
-    (logger or LOGGER).info(json.dumps(line, sort_keys=True, default=str))
+    target.info(json.dumps(line, sort_keys=True, default=str))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -176,6 +177,13 @@ class Run:
             self.options.observer(task_id, current)
         return current
 
+    def mark_started(self, task_id: str) -> None:
+        """Record when a task first started (retries keep the first time)."""
+        with self._lock:
+            current = self._records[task_id]
+            if current.started is None:
+                self._records[task_id] = dataclasses.replace(current, started=time.time())
+
     def records(self) -> dict[str, TaskRecord]:
         with self._lock:
             return dict(self._records)
@@ -192,17 +200,12 @@ class Run:
             )
         upstream = {p.task_id: allow_failure(p.future) for p in wait_for}
         values = {name: self.params.get(name) for name in sorted(referenced_params(spec.params))}
-        delays: float | list[float] = 0
-        if spec.retries:
-            delays = exponential_backoff(backoff_factor=spec.retry_delay_seconds)(spec.retries)
-        configured = plan_task.with_options(
-            task_run_name=task_id,
-            retries=spec.retries,
-            retry_delay_seconds=delays,
-            retry_jitter_factor=RETRY_JITTER if spec.retries else None,
-            timeout_seconds=spec.timeout_seconds,
-            refresh_cache=True if self.options.no_cache else None,
-            tags=list(spec.tags),
+        configured = _configured(
+            spec.retries,
+            spec.retry_delay_seconds,
+            spec.timeout_seconds,
+            self.options.no_cache,
+            spec.tags,
         )
         future = configured.submit(
             plan=self.graph.name,
@@ -335,6 +338,29 @@ class PlanTaskCache(CachePolicy):
         )
 
 
+@functools.lru_cache(maxsize=256)
+def _configured(
+    retries: int,
+    retry_delay_seconds: float,
+    timeout_seconds: float | None,
+    no_cache: bool,
+    tags: tuple[str, ...],
+) -> Any:
+    """One Prefect task object per set of options: building one reads and hashes the task's
+    source, which costs more than running a no-op task."""
+    delays: float | list[float] = 0
+    if retries:
+        delays = exponential_backoff(backoff_factor=retry_delay_seconds)(retries)
+    return plan_task.with_options(
+        retries=retries,
+        retry_delay_seconds=delays,
+        retry_jitter_factor=RETRY_JITTER if retries else None,
+        timeout_seconds=timeout_seconds,
+        refresh_cache=True if no_cache else None,
+        tags=list(tags),
+    )
+
+
 def _retry_unless_not_run(task: Any, task_run: Any, state: State) -> bool:
     return state.name != UPSTREAM_FAILED
 
@@ -384,16 +410,33 @@ def _prepare(directory: Path) -> Path:
     return directory
 
 
+def _publish_outputs(stage: Path, final: Path) -> None:
+    """Move a task's finished outputs to the directory named by its cache key. Another run with
+    the same key made the same outputs from the same inputs: if it got there first, keep its."""
+    if final.exists():
+        shutil.rmtree(final, ignore_errors=True)
+    try:
+        os.rename(stage, final)
+    except OSError:
+        if not final.exists():
+            raise
+        shutil.rmtree(stage, ignore_errors=True)
+
+
 def _execute(run: Run, spec: GraphTask, key: str, upstream: Mapping[str, TaskOutput]) -> TaskOutput:
-    out_dir = _prepare(run.artifact_root / key)
-    logs_dir = _prepare(out_dir / ".logs")
+    if spec.type == "noop" and not spec.outputs:
+        return TaskOutput(task_id=spec.id, artifacts={})  # a join point: no files at all
+    final = run.artifact_root / key
+    # Outputs are written to a directory of this run's own, then moved under the cache key.
+    stage = _prepare(run.artifact_root / f".{key}.{run.flow_run_id}")
     workdir = run.workspace / _safe(spec.id)
     workdir.mkdir(parents=True, exist_ok=True)
+    logs_dir = _prepare(run.workspace / ".logs" / _safe(spec.id))
     inputs = {}
     for name, ref in spec.inputs.items():
         producer, _, artifact = ref.rpartition(".")
         inputs[name] = Path(upstream[producer].artifacts[artifact].path)
-    outputs = {name: out_dir / name for name in spec.outputs}
+    outputs = {name: stage / name for name in spec.outputs}
     namespaces = {
         "params": run.params,
         "inputs": {name: str(path) for name, path in inputs.items()},
@@ -407,20 +450,26 @@ def _execute(run: Run, spec: GraphTask, key: str, upstream: Mapping[str, TaskOut
         workdir=workdir,
         logs_dir=logs_dir,
     )
-    executor_for(spec)(context)
-    missing = [name for name, path in outputs.items() if not path.exists()]
-    if missing:
-        raise TaskFailure(
-            f"task {spec.id!r} did not produce its declared output(s): {', '.join(missing)}"
-        )
+    try:
+        executor_for(spec)(context)
+        missing = [name for name, path in outputs.items() if not path.exists()]
+        if missing:
+            raise TaskFailure(
+                f"task {spec.id!r} did not produce its declared output(s): {', '.join(missing)}"
+            )
+        digests = {name: digest_path(path) for name, path in outputs.items()}
+        _publish_outputs(stage, final)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     return TaskOutput(
         task_id=spec.id,
-        artifacts={name: Artifact(str(path), digest_path(path)) for name, path in outputs.items()},
+        artifacts={name: Artifact(str(final / name), digests[name]) for name in outputs},
         logs={p.stem: str(p) for p in sorted(logs_dir.iterdir())},
     )
 
 
 @task(
+    task_run_name="{task_id}",
     persist_result=True,
     cache_policy=PlanTaskCache(),
     retry_condition_fn=_retry_unless_not_run,
@@ -451,8 +500,7 @@ def plan_task(
     context = TaskRunContext.get()
     attempt = context.task_run.run_count if context else 1
     run.record(task_id, state="Running" if attempt <= 1 else "Retrying", attempts=attempt)
-    if run.records()[task_id].started is None:
-        run.record(task_id, started=time.time())
+    run.mark_started(task_id)
     _publish(
         run, "started" if attempt <= 1 else "retrying", task_id, get_run_logger(), attempt=attempt
     )

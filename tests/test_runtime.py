@@ -224,8 +224,7 @@ def test_python_tasks_get_kwargs_inputs_and_outputs(
     flow = import_flow(build_module(tmp_path / "build", plan_text("py", tasks)))
     state, summary = run(flow)
     assert state.is_completed(), summary
-    artifacts = Path(summary.artifacts)
-    (result,) = artifacts.glob("*/.logs/return.json")
+    result = Path(summary.workspace) / ".logs" / "total" / "return.json"
     assert json.loads(result.read_text()) == {"total": 10}
 
 
