@@ -125,24 +125,14 @@ def build_generated(directory: Path, text: str) -> tuple[Any, dict[str, Any]]:
     As ``tests/support.py`` (build_module, import_flow) does it."""
     from plan2flow.compiler import compile_plan
     from plan2flow.compiler.codegen import flow_file_name, graph_file_name
+    from plan2flow.flows.launch import import_flow
 
     result = compile_plan(text, "plan.yaml")
     directory.mkdir(parents=True, exist_ok=True)
     (directory / graph_file_name(result.graph.name)).write_text(result.graph.text, "utf-8")
     path = directory / flow_file_name(result.graph.name)
     path.write_text(result.flow_source, "utf-8")
-    name = f"plan2flow_bench_generated_{path.stem}_{len(sys.modules)}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    (flow,) = [
-        value
-        for value in vars(module).values()
-        if hasattr(value, "with_options") and getattr(value, "fn", None) is not None
-        if value.fn.__module__ == name
-    ]
+    flow = import_flow(path)
     return flow, result.graph.document
 
 

@@ -752,38 +752,25 @@ def _at(filename: str, line: int, column: int, item: Diagnostic) -> PlanError:
 
 
 def _decode(source: str | bytes, filename: str) -> str:
-    if isinstance(source, bytes):
-        try:
-            return source.decode("utf-8")
-        except UnicodeDecodeError as error:
-            before = source[: error.start]
-            line = before.count(b"\n") + 1
-            column = error.start - (before.rfind(b"\n") + 1) + 1
-            raise _at(
-                filename,
-                line,
-                column,
-                diagnostic(
-                    "P2F009",
-                    f"byte 0x{source[error.start]:02x} is not valid UTF-8",
-                    hint="save the file as UTF-8",
-                ),
-            ) from None
+    """UTF-8 text, or a P2F009 at the first byte (or lone surrogate) that is not."""
     try:
+        if isinstance(source, bytes):
+            return source.decode("utf-8")
         source.encode("utf-8")
-    except UnicodeEncodeError as error:
-        line, column = _line_column(source, error.start)
-        raise _at(
-            filename,
-            line,
-            column,
-            diagnostic(
-                "P2F009",
-                f"character U+{ord(source[error.start]):04X} cannot be encoded as UTF-8",
-                hint="the text holds a lone surrogate: read the file as UTF-8",
-            ),
-        ) from None
-    return source
+        return source
+    except UnicodeError as error:
+        start: int = getattr(error, "start", 0)
+        prefix = source[:start]
+        before = prefix.decode("utf-8") if isinstance(prefix, bytes) else prefix
+        line, column = _line_column(before, len(before))
+        bad = source[start]
+        message = (
+            f"byte 0x{bad:02x} is not valid UTF-8"
+            if isinstance(bad, int)
+            else f"character U+{ord(bad):04X} cannot be encoded as UTF-8"
+        )
+        hint = "save the file as UTF-8" if isinstance(bad, int) else "read the file as UTF-8"
+        raise _at(filename, line, column, diagnostic("P2F009", message, hint=hint)) from None
 
 
 def load_plan(source: str | bytes, filename: str, limits: Limits = DEFAULT_LIMITS) -> LoadedPlan:
