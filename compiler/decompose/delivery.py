@@ -7,7 +7,7 @@ expansions); each present step consumes the artifact of the one before it.
 from __future__ import annotations
 
 from ..errors import Diagnostic
-from ..spec.components import AssembleStep, DeployStep, PackageStep
+from ..spec.components import AssembleStep, Component, DeployStep, PackageStep
 from ..validate.schema import ValidatedPlan
 from .nodes import Dependency, Input, Origin, TaskNode, make_node
 
@@ -22,13 +22,10 @@ def nodes_from_delivery(plan: ValidatedPlan) -> tuple[list[TaskNode], list[Diagn
     if delivery is None:
         return [], []
     spec = plan.spec
-    components = [(c, p) for c, p in zip(spec.components, plan.component_pointers, strict=True)]
-    seen: set[str] = set()
-    unique = []
-    for component, pointer in components:
-        if component.name not in seen:
-            seen.add(component.name)
-            unique.append((component, pointer))
+    # The first of each name: a duplicate component is reported by the component rule.
+    first: dict[str, tuple[Component, str]] = {}
+    for component, pointer in zip(spec.components, plan.component_pointers, strict=True):
+        first.setdefault(component.name, (component, pointer))
 
     steps: list[tuple[str, AssembleStep | PackageStep | DeployStep]] = [
         (name, step)
@@ -49,7 +46,7 @@ def nodes_from_delivery(plan: ValidatedPlan) -> tuple[list[TaskNode], list[Diagn
         if name == "assemble":
             params["project_name"] = params["project_name"] or spec.metadata.name
             params["version"] = params["version"] or spec.metadata.version or "0.0.0"
-            for component, component_pointer in unique:
+            for component, component_pointer in first.values():
                 depends.append(Dependency(f"{component.name}.test", component_pointer))
                 inputs[component.name] = Input(
                     component.name, f"{component.name}.generate_code", "code", component_pointer
