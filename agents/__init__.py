@@ -1,5 +1,30 @@
-"""plan2flow's agents: Prefect Block types that execute the software-factory task types
-(``generate_code``, ``validate``, ``test``, ``assemble``, ``package``, ``deploy``).
+"""plan2flow's agents: Prefect Block types that execute the software-factory task types.
 
-The compiler refers to them only by block type slug (``plan2flow.compiler.decompose.agents``).
+The compiler refers to them only by block type slug (``plan2flow.compiler.decompose.agents``);
+:data:`AGENTS` maps each slug to its class, so the runtime can load a block document by name.
 """
+
+from __future__ import annotations
+
+from .base import AgentBlock
+from .code_generator import CodeGeneratorAgent
+from .contract import CONTRACT_VERSION, AgentRequest, AgentResult, Health, Outcome
+from .tester import TesterAgent
+from .validator import ValidatorAgent
+
+AGENT_CLASSES: tuple[type[AgentBlock], ...] = (CodeGeneratorAgent, ValidatorAgent, TesterAgent)
+AGENTS: dict[str, type[AgentBlock]] = {cls.get_block_type_slug(): cls for cls in AGENT_CLASSES}
+
+__all__ = [
+    "AGENTS",
+    "AGENT_CLASSES",
+    "CONTRACT_VERSION",
+    "AgentBlock",
+    "AgentRequest",
+    "AgentResult",
+    "CodeGeneratorAgent",
+    "Health",
+    "Outcome",
+    "TesterAgent",
+    "ValidatorAgent",
+]

@@ -9,6 +9,7 @@ import inspect
 import json
 import os
 import subprocess
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ class TaskContext:
     outputs: dict[str, Path]
     workdir: Path
     logs_dir: Path
+    correlation_id: str = ""
 
 
 Executor = Callable[[TaskContext], Any]
@@ -116,13 +118,75 @@ def run_noop(context: TaskContext) -> None:
     """A join point: nothing to do."""
 
 
+_AGENT_DOCUMENTS: dict[tuple[str, str], Any] = {}
+_AGENT_LOCK = threading.Lock()
+DEFAULT_DOCUMENT = "default"
+
+
+def load_agent(slug: str, document: str) -> Any:
+    """The agent block document `document` of block type `slug`, loaded once per process.
+
+    The document ``default`` is created from the type's defaults when the server has none, so a
+    plan runs on a fresh installation with no set-up step.
+    """
+    from plan2flow.agents import AGENTS
+
+    cls = AGENTS.get(slug)
+    if cls is None:
+        raise AgentNotRegisteredError(f"no agent registered for block type '{slug}'")
+    with _AGENT_LOCK:
+        cached = _AGENT_DOCUMENTS.get((slug, document))
+        if cached is not None:
+            return cached
+        try:
+            agent = cls.load(document)
+        except ValueError:
+            if document != DEFAULT_DOCUMENT:
+                raise AgentNotRegisteredError(
+                    f"no agent document '{document}' of block type '{slug}' on the Prefect "
+                    f"server; create it, or use the default"
+                ) from None
+            agent = cls()
+            agent.save(DEFAULT_DOCUMENT, overwrite=False)
+        _AGENT_DOCUMENTS[(slug, document)] = agent
+        return agent
+
+
 def resolve_agent(task: GraphTask) -> Executor:
-    """The agent block that executes a software-factory task."""
-    agent = task.agent or {}
-    raise AgentNotRegisteredError(
-        f"no agent registered for type '{task.type}' (block type "
-        f"'{agent.get('block_type')}', document '{agent.get('block_document')}')"
-    )
+    """The agent block that executes a software-factory task, as an executor."""
+    from plan2flow.agents import AGENTS, AgentRequest, Outcome
+
+    agent_ref = task.agent or {}
+    slug, document = agent_ref.get("block_type", ""), agent_ref.get("block_document", "")
+    if slug not in AGENTS:
+        raise AgentNotRegisteredError(
+            f"no agent registered for type '{task.type}' (block type '{slug}', "
+            f"document '{document}')"
+        )
+
+    def execute(context: TaskContext) -> None:
+        agent = load_agent(slug, document)
+        health = agent.health()
+        if not health.ok:
+            raise TaskFailure(f"agent '{slug}/{document}' is unhealthy: {health.detail}")
+        request = AgentRequest(
+            task_id=task.id,
+            task_type=task.type,
+            params=context.params,
+            inputs={name: str(path) for name, path in context.inputs.items()},
+            outputs={name: str(path) for name, path in context.outputs.items()},
+            workspace=str(context.workdir),
+            correlation_id=context.correlation_id,
+        )
+        result = agent.execute(request)
+        (context.logs_dir / "agent-result.json").write_text(
+            result.model_dump_json(indent=2) + "\n", encoding="utf-8"
+        )
+        if result.outcome is not Outcome.SUCCEEDED:
+            shown = "\n".join(result.findings[:TAIL_LINES])
+            raise TaskFailure(f"agent '{slug}/{document}' reports failure:\n{shown}")
+
+    return execute
 
 
 EXECUTORS: dict[str, Executor] = {"shell": run_shell, "python": run_python, "noop": run_noop}

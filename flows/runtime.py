@@ -449,6 +449,7 @@ def _execute(run: Run, spec: GraphTask, key: str, upstream: Mapping[str, TaskOut
         outputs=outputs,
         workdir=workdir,
         logs_dir=logs_dir,
+        correlation_id=run.flow_run_id,
     )
     try:
         executor_for(spec)(context)

@@ -1,0 +1,116 @@
+"""CodeGenerator: a component spec → a Python module and its tests, from templates.
+
+Local and deterministic (jinja2 with StrictUndefined, sorted inputs): the same spec always gives
+the same files. A function without a body cannot be derived from templates: the agent reports
+it with a low quality score, which is where a model-backed generator takes over (the escalation
+chain).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import textwrap
+from importlib import resources
+from pathlib import Path
+from typing import Any, ClassVar
+
+import jinja2
+
+from plan2flow.compiler.spec.params import GenerateCodeParams
+
+from .base import AgentBlock
+from .contract import AgentRequest, AgentResult, Outcome
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FunctionLoader(
+            lambda name: resources.files(__package__).joinpath("templates", name).read_text("utf-8")
+        ),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def _names_used(functions: list[dict[str, Any]], dataclasses: list[dict[str, Any]]) -> list[str]:
+    """The module's names that the examples mention: what the tests must import."""
+    text = " ".join(
+        f"{example['call']} {example['returns']}"
+        for function in functions
+        for example in function.get("examples", [])
+    )
+    candidates = [f["name"] for f in functions] + [d["name"] for d in dataclasses]
+    return sorted(name for name in candidates if re.search(rf"\b{re.escape(name)}\b", text))
+
+
+def render_component(spec: dict[str, Any], default_module: str) -> tuple[str, dict[str, str]]:
+    """The module name and the files (name → text) of a component spec; raises ValueError for
+    a function without a body."""
+    module = spec.get("module") or default_module
+    functions = []
+    for function in spec.get("functions", []):
+        body = function.get("body")
+        if not body:
+            raise ValueError(f"function {function['name']!r} has no body")
+        functions.append({**function, "body_lines": textwrap.dedent(body).strip().splitlines()})
+    context = {
+        "module": module,
+        "description": spec.get("description") or f"The {module} component.",
+        "imports": list(spec.get("imports", [])),
+        "dataclasses": spec.get("dataclasses", []),
+        "functions": functions,
+        "has_examples": any(f.get("examples") for f in functions),
+        "names": _names_used(functions, spec.get("dataclasses", [])),
+    }
+    environment = _environment()
+    return module, {
+        f"{module}.py": environment.get_template("module.py.jinja").render(context),
+        f"test_{module}.py": environment.get_template("test_module.py.jinja").render(context),
+    }
+
+
+class CodeGeneratorAgent(AgentBlock):
+    """Generates a Python module and its tests from a component spec."""
+
+    _block_type_slug = "plan2flow-code-generator"
+    _block_type_name = "plan2flow Code Generator"
+    _description = (
+        "Generates a Python module and its tests from a component spec (local templates)."
+    )
+    task_types: ClassVar[tuple[str, ...]] = ("generate_code",)
+    params_model: ClassVar[Any] = GenerateCodeParams
+
+    generator: str = "templates"
+    """Which generator to use; `templates` is local and deterministic."""
+
+    def execute(self, request: AgentRequest) -> AgentResult:
+        # Params from a TaskGraph are complete; validating fills in defaults for anything else.
+        params = GenerateCodeParams.model_validate(request.params, strict=False)
+        spec = params.spec.model_dump() if params.spec else {}
+        out = Path(request.outputs["code"])
+        out.mkdir(parents=True, exist_ok=True)
+        default_module = request.task_id.split(".", 1)[0].replace("-", "_")
+        try:
+            module, files = render_component(spec, default_module)
+        except ValueError as error:
+            return AgentResult(
+                outcome=Outcome.FAILED,
+                findings=[f"{error}: the template generator cannot derive one"],
+                quality=0.0,
+            )
+        for name, text in sorted(files.items()):
+            (out / name).write_text(text, encoding="utf-8")
+        return AgentResult(
+            outcome=Outcome.SUCCEEDED,
+            outputs={"code": str(out)},
+            metrics={
+                "files": float(len(files)),
+                "functions": float(len(spec.get("functions", []))),
+            },
+            log_excerpt=f"wrote {', '.join(sorted(files))} for module {module}",
+        )

@@ -1,0 +1,203 @@
+"""Agents on real files and real subprocesses: generation, validation, testing, dispatch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import build_module, import_flow, plan_text
+
+from plan2flow.agents import (
+    AGENTS,
+    AgentRequest,
+    CodeGeneratorAgent,
+    Outcome,
+    TesterAgent,
+    ValidatorAgent,
+)
+from plan2flow.compiler.decompose.agents import AGENT_BLOCK_TYPES
+from plan2flow.flows import runtime
+
+SPEC: dict[str, Any] = {
+    "module": "greet",
+    "functions": [
+        {
+            "name": "hello",
+            "signature": "(name: str) -> str",
+            "docstring": "Greet someone.",
+            "body": "return f'Hello, {name}!'",
+            "examples": [{"call": "hello('Ada')", "returns": "'Hello, Ada!'"}],
+        }
+    ],
+    "dataclasses": [{"name": "Person", "fields": [{"name": "name", "type": "str"}]}],
+}
+
+
+def request(tmp_path: Path, task_type: str, **fields: Any) -> AgentRequest:
+    workspace = tmp_path / "workspace"
+    workspace.mkdir(parents=True, exist_ok=True)
+    return AgentRequest(task_id="c.x", task_type=task_type, workspace=str(workspace), **fields)
+
+
+def generate(tmp_path: Path, spec: dict[str, Any]) -> Path:
+    code = tmp_path / "code"
+    result = CodeGeneratorAgent().execute(
+        request(tmp_path, "generate_code", params={"spec": spec}, outputs={"code": str(code)})
+    )
+    assert result.outcome is Outcome.SUCCEEDED, result.findings
+    return code
+
+
+def test_code_generator_writes_module_and_tests_deterministically(tmp_path: Path) -> None:
+    first = generate(tmp_path / "one", SPEC)
+    second = generate(tmp_path / "two", SPEC)
+    assert sorted(p.name for p in first.iterdir()) == ["greet.py", "test_greet.py"]
+    for name in ("greet.py", "test_greet.py"):
+        assert (first / name).read_bytes() == (second / name).read_bytes()
+    assert (first / "greet.py").read_text() == (
+        '"""The greet component."""\n\nfrom __future__ import annotations\n\n'
+        "from dataclasses import dataclass\n\n\n@dataclass\nclass Person:\n    name: str\n\n\n"
+        'def hello(name: str) -> str:\n    """Greet someone."""\n'
+        "    return f'Hello, {name}!'\n"
+    )
+    assert "from greet import hello\n" in (first / "test_greet.py").read_text()
+
+
+def test_code_generator_reports_what_it_cannot_derive(tmp_path: Path) -> None:
+    spec = {"functions": [{"name": "guess", "examples": [{"call": "guess()", "returns": "1"}]}]}
+    result = CodeGeneratorAgent().execute(
+        request(tmp_path, "generate_code", params={"spec": spec}, outputs={"code": str(tmp_path)})
+    )
+    assert result.outcome is Outcome.FAILED
+    assert result.quality == 0.0
+    assert result.findings == [
+        "function 'guess' has no body: the template generator cannot derive one"
+    ]
+
+
+def validate(tmp_path: Path, code: Path) -> Any:
+    report = tmp_path / "report.json"
+    return ValidatorAgent().execute(
+        request(
+            tmp_path,
+            "validate",
+            params={"ruff": True},
+            inputs={"code": str(code)},
+            outputs={"report": str(report)},
+        )
+    )
+
+
+def test_validator_passes_clean_code_and_leaves_its_input_alone(tmp_path: Path) -> None:
+    code = generate(tmp_path, SPEC)
+    before = sorted(p.name for p in code.rglob("*"))
+    result = validate(tmp_path, code)
+    assert result.outcome is Outcome.SUCCEEDED, result.findings
+    assert json.loads((tmp_path / "report.json").read_text())["files"] == [
+        "greet.py",
+        "test_greet.py",
+    ]
+    assert sorted(p.name for p in code.rglob("*")) == before
+
+
+def test_validator_catches_a_syntax_error(tmp_path: Path) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "broken.py").write_text("def f(:\n    pass\n")
+    result = validate(tmp_path, code)
+    assert result.outcome is Outcome.FAILED
+    assert result.findings[0].startswith("broken.py:1:7: syntax error")
+
+
+def test_validator_reports_ruff_findings(tmp_path: Path) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "lint.py").write_text("import os\n")
+    result = validate(tmp_path, code)
+    assert result.outcome is Outcome.FAILED
+    assert any("F401" in finding for finding in result.findings)
+
+
+def run_tests(tmp_path: Path, code: Path, **params: Any) -> Any:
+    return TesterAgent().execute(
+        request(
+            tmp_path,
+            "test",
+            params=params,
+            inputs={"code": str(code)},
+            outputs={"junit": str(tmp_path / "junit.xml")},
+        )
+    )
+
+
+def test_tester_runs_the_generated_tests(tmp_path: Path) -> None:
+    result = run_tests(tmp_path, generate(tmp_path, SPEC))
+    assert result.outcome is Outcome.SUCCEEDED, result.log_excerpt
+    assert result.metrics == {"tests": 1.0, "failures": 0.0, "errors": 0.0, "skipped": 0.0}
+    assert (tmp_path / "junit.xml").exists()
+
+
+def test_tester_fails_on_a_failing_test(tmp_path: Path) -> None:
+    spec = {**SPEC, "functions": [{**SPEC["functions"][0], "body": "return 'Bye'"}]}
+    result = run_tests(tmp_path, generate(tmp_path, spec))
+    assert result.outcome is Outcome.FAILED
+    assert result.metrics["failures"] == 1.0
+    assert any(line.startswith("FAILED") and "test_hello_1" in line for line in result.findings)
+
+
+def test_tester_needs_the_python_it_is_asked_for(tmp_path: Path) -> None:
+    result = run_tests(tmp_path, generate(tmp_path, SPEC), python="2.7")
+    assert result.outcome is Outcome.FAILED
+    assert result.findings == ["python2.7 is not available on this worker"]
+
+
+def test_every_agent_serves_the_types_the_compiler_assigns_to_it() -> None:
+    for slug, cls in AGENTS.items():
+        assert slug.startswith("plan2flow-")
+        for task_type in cls.task_types:
+            assert AGENT_BLOCK_TYPES[task_type] == slug
+        agent = cls()
+        assert set(agent.capabilities()) == set(cls.task_types)
+        assert agent.health().ok
+
+
+@pytest.mark.usefixtures("run_home")
+def test_a_component_runs_through_its_agents(tmp_path: Path) -> None:
+    text = plan_text(
+        "agents-e2e",
+        "  - {id: after, type: noop, depends_on: [greet.test]}\n",
+        "components:\n"
+        "  - name: greet\n"
+        "    spec:\n"
+        "      functions:\n"
+        "        - name: hello\n"
+        "          signature: '(name: str) -> str'\n"
+        "          body: \"return f'Hello, {name}!'\"\n"
+        "          examples: [{call: \"hello('Ada')\", returns: \"'Hello, Ada!'\"}]\n",
+    )
+    flow = import_flow(build_module(tmp_path / "build", text))
+    with runtime.options(runtime.RunOptions()):
+        state = flow(return_state=True)
+    summary = runtime.summary_of(str(state.state_details.flow_run_id))
+    assert state.is_completed(), summary
+    assert {t.id: t.state for t in summary.tasks} == {
+        "greet.generate_code": "Completed",
+        "greet.validate": "Completed",
+        "greet.test": "Completed",
+        "after": "Completed",
+    }
+
+
+@pytest.mark.usefixtures("run_home")
+def test_a_missing_agent_document_is_named(tmp_path: Path) -> None:
+    text = plan_text("agents-missing", "  - {id: gen, type: generate_code, agent: nobody-here}\n")
+    flow = import_flow(build_module(tmp_path / "build", text))
+    with runtime.options(runtime.RunOptions()):
+        state = flow(return_state=True)
+    (task,) = runtime.summary_of(str(state.state_details.flow_run_id)).tasks
+    assert task.state == "Failed"
+    assert (
+        "no agent document 'nobody-here' of block type 'plan2flow-code-generator'" in task.message
+    )
