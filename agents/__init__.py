@@ -6,13 +6,19 @@ The compiler refers to them only by block type slug (``plan2flow.compiler.decomp
 
 from __future__ import annotations
 
+from .assembler import AssemblerAgent
 from .base import AgentBlock
 from .code_generator import CodeGeneratorAgent
 from .contract import CONTRACT_VERSION, AgentRequest, AgentResult, Health, Outcome
 from .tester import TesterAgent
 from .validator import ValidatorAgent
 
-AGENT_CLASSES: tuple[type[AgentBlock], ...] = (CodeGeneratorAgent, ValidatorAgent, TesterAgent)
+AGENT_CLASSES: tuple[type[AgentBlock], ...] = (
+    CodeGeneratorAgent,
+    ValidatorAgent,
+    TesterAgent,
+    AssemblerAgent,
+)
 AGENTS: dict[str, type[AgentBlock]] = {cls.get_block_type_slug(): cls for cls in AGENT_CLASSES}
 
 __all__ = [
@@ -22,6 +28,7 @@ __all__ = [
     "AgentBlock",
     "AgentRequest",
     "AgentResult",
+    "AssemblerAgent",
     "CodeGeneratorAgent",
     "Health",
     "Outcome",

@@ -201,3 +201,66 @@ def test_a_missing_agent_document_is_named(tmp_path: Path) -> None:
     assert (
         "no agent document 'nobody-here' of block type 'plan2flow-code-generator'" in task.message
     )
+
+
+def test_assembler_lays_out_an_installable_project(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import tomllib
+
+    from plan2flow.agents import AssemblerAgent
+
+    models = generate(
+        tmp_path / "models",
+        {
+            "module": "models",
+            "dataclasses": [{"name": "Item", "fields": [{"name": "sku", "type": "str"}]}],
+        },
+    )
+    report = generate(
+        tmp_path / "report",
+        {
+            "module": "report",
+            "imports": ["from models import Item"],
+            "functions": [
+                {"name": "main", "signature": "() -> None", "body": "print(Item('widget').sku)"}
+            ],
+        },
+    )
+    project = tmp_path / "project"
+    params = {"project_name": "inventory", "version": "1.2.3", "scripts": {"inv": "report:main"}}
+    result = AssemblerAgent().execute(
+        request(
+            tmp_path,
+            "assemble",
+            params=params,
+            inputs={"models": str(models), "report": str(report)},
+            outputs={"project": str(project)},
+        )
+    )
+    assert result.outcome is Outcome.SUCCEEDED, result.findings
+    assert sorted(p.relative_to(project).as_posix() for p in project.rglob("*.py")) == [
+        "src/models.py",
+        "src/report.py",
+        "tests/test_models.py",
+        "tests/test_report.py",
+    ]
+    config = tomllib.loads((project / "pyproject.toml").read_text())
+    assert config["project"]["name"] == "inventory"
+    assert config["project"]["scripts"] == {"inv": "report:main"}
+    # Installable as it stands: build and install it, without network, and run its command.
+    target = tmp_path / "site"
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+         "--no-index", "--target", str(target), str(project)],
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    ran = subprocess.run(
+        [sys.executable, "-c", "import report; report.main()"],
+        env={"PYTHONPATH": str(target)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ran.stdout == "widget\n", ran.stderr
