@@ -45,6 +45,10 @@ def _tool(args: list[str], cwd: Path, timeout: float) -> tuple[int, str]:
     return done.returncode, (done.stdout + done.stderr).strip()
 
 
+RUFF_RULES = "E4,E7,E9,F,B"
+"""pyflakes, pycodestyle's error classes and bugbear: mistakes, not style."""
+
+
 class ValidatorAgent(AgentBlock):
     """Checks generated code: syntax, ruff, and optionally mypy."""
 
@@ -70,20 +74,14 @@ class ValidatorAgent(AgentBlock):
             findings.append(f"no Python files in {code.name}")
         ruff_output = mypy_output = ""
         if request.params.get("ruff", True) and files and not findings:
-            # Run from the task's workspace: tools must not write caches into an input artifact.
+            # No cache: tools must never write into an input artifact. The rule set is named, so
+            # a newer ruff's defaults do not change what passes.
             status, ruff_output = _tool(
-                [
-                    "ruff",
-                    "check",
-                    "--isolated",
-                    "--no-cache",
-                    "--output-format",
-                    "concise",
-                    str(code),
-                ],
-                Path(request.workspace),
+                ["ruff", "check", "--isolated", "--no-cache", "--select", RUFF_RULES,
+                 "--output-format", "concise", "."],
+                code,
                 self.timeout_seconds,
-            )
+            )  # fmt: skip
             if status != 0:
                 findings.extend(
                     line for line in ruff_output.splitlines() if ":" in line and "Found" not in line
