@@ -10,6 +10,8 @@ from .assembler import AssemblerAgent
 from .base import AgentBlock
 from .code_generator import CodeGeneratorAgent
 from .contract import CONTRACT_VERSION, AgentRequest, AgentResult, Health, Outcome
+from .deployer import DeployerAgent
+from .packager import PackagerAgent
 from .tester import TesterAgent
 from .validator import ValidatorAgent
 
@@ -18,6 +20,8 @@ AGENT_CLASSES: tuple[type[AgentBlock], ...] = (
     ValidatorAgent,
     TesterAgent,
     AssemblerAgent,
+    PackagerAgent,
+    DeployerAgent,
 )
 AGENTS: dict[str, type[AgentBlock]] = {cls.get_block_type_slug(): cls for cls in AGENT_CLASSES}
 
@@ -30,8 +34,10 @@ __all__ = [
     "AgentResult",
     "AssemblerAgent",
     "CodeGeneratorAgent",
+    "DeployerAgent",
     "Health",
     "Outcome",
+    "PackagerAgent",
     "TesterAgent",
     "ValidatorAgent",
 ]

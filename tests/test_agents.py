@@ -264,3 +264,155 @@ def test_assembler_lays_out_an_installable_project(tmp_path: Path) -> None:
         check=False,
     )
     assert ran.stdout == "widget\n", ran.stderr
+
+
+def assembled(tmp_path: Path) -> Path:
+    from plan2flow.agents import AssemblerAgent
+
+    code = generate(
+        tmp_path / "greeter",
+        {
+            "module": "greeter",
+            "functions": [
+                {"name": "main", "signature": "() -> None", "body": "print('Hello from greeter')"}
+            ],
+        },
+    )
+    project = tmp_path / "project"
+    params = {"project_name": "greeter", "version": "1.0.0", "scripts": {"greet": "greeter:main"}}
+    result = AssemblerAgent().execute(
+        request(
+            tmp_path,
+            "assemble",
+            params=params,
+            inputs={"greeter": str(code)},
+            outputs={"project": str(project)},
+        )
+    )
+    assert result.outcome is Outcome.SUCCEEDED
+    return project
+
+
+def packaged(tmp_path: Path) -> Path:
+    from plan2flow.agents import PackagerAgent
+
+    dist = tmp_path / "dist"
+    result = PackagerAgent().execute(
+        request(
+            tmp_path,
+            "package",
+            params={"formats": ["wheel", "sdist", "zip"], "sbom": True},
+            inputs={"project": str(assembled(tmp_path))},
+            outputs={"dist": str(dist)},
+        )
+    )
+    assert result.outcome is Outcome.SUCCEEDED, result.findings
+    return dist
+
+
+def test_packager_builds_wheel_sdist_zip_sbom_and_checksums(tmp_path: Path) -> None:
+    import hashlib
+
+    dist = packaged(tmp_path)
+    names = sorted(p.name for p in dist.iterdir())
+    assert names == [
+        "SHA256SUMS",
+        "greeter-1.0.0-py3-none-any.whl",
+        "greeter-1.0.0.cdx.json",
+        "greeter-1.0.0.tar.gz",
+        "greeter-1.0.0.zip",
+    ]
+    sums = dict(
+        reversed(line.split("  ")) for line in (dist / "SHA256SUMS").read_text().splitlines()
+    )
+    for name, digest in sums.items():
+        assert hashlib.sha256((dist / name).read_bytes()).hexdigest() == digest
+    sbom = json.loads((dist / "greeter-1.0.0.cdx.json").read_text())
+    assert sbom["bomFormat"] == "CycloneDX"
+    assert sbom["metadata"]["component"]["purl"] == "pkg:pypi/greeter@1.0.0"
+    # The project artifact was built from a copy: nothing was written into it.
+    assert not list((tmp_path / "project").glob("*.egg-info"))
+
+
+def deploy(tmp_path: Path, dist: Path, **params: Any) -> Any:
+    from plan2flow.agents import DeployerAgent
+
+    return DeployerAgent().execute(
+        request(
+            tmp_path,
+            "deploy",
+            params=params,
+            inputs={"dist": str(dist)},
+            outputs={"release": str(tmp_path / "release.json")},
+        )
+    )
+
+
+def test_deployer_directory_is_idempotent_and_has_a_dry_run(tmp_path: Path) -> None:
+    dist = packaged(tmp_path)
+    target = tmp_path / "releases"
+    dry = deploy(tmp_path, dist, target="directory", path=str(target), dry_run=True)
+    assert dry.outcome is Outcome.SUCCEEDED and not target.exists()
+    first = deploy(tmp_path, dist, target="directory", path=str(target))
+    assert first.metrics["changed"] == 1.0
+    manifest = json.loads((target / "greeter-1.0.0" / "manifest.json").read_text())
+    assert sorted(manifest["files"]) == sorted(p.name for p in dist.iterdir())
+    again = deploy(tmp_path, dist, target="directory", path=str(target))
+    assert again.metrics["changed"] == 0.0
+    assert again.log_excerpt.startswith("unchanged")
+
+
+def test_deployer_venv_installs_the_wheel_and_runs_the_smoke_command(tmp_path: Path) -> None:
+    dist = packaged(tmp_path)
+    result = deploy(
+        tmp_path, dist, target="venv", path=str(tmp_path / "venv"), smoke_command=["greet"]
+    )
+    assert result.outcome is Outcome.SUCCEEDED, result.findings
+    assert result.log_excerpt.endswith("smoke: Hello from greeter")
+
+
+def test_deployer_git_commits_tags_and_refuses_a_dirty_tree(tmp_path: Path) -> None:
+    import subprocess
+
+    dist = packaged(tmp_path)
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "README").write_text("releases\n")
+    subprocess.run(["git", "-C", str(repo), "add", "README"], check=True)
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(repo),
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qm",
+            "init",
+        ],
+        check=True,
+    )
+    first = deploy(tmp_path, dist, target="git", path=str(repo))
+    assert first.outcome is Outcome.SUCCEEDED, first.findings
+    tags = subprocess.run(["git", "-C", str(repo), "tag"], capture_output=True, text=True).stdout
+    assert tags.split() == ["release-greeter-1.0.0"]
+    again = deploy(tmp_path, dist, target="git", path=str(repo))
+    assert again.log_excerpt.startswith("unchanged")
+    (repo / "README").write_text("edited\n")
+    dirty = deploy(tmp_path, dist, target="git", path=str(repo))
+    assert dirty.outcome is Outcome.FAILED
+    assert dirty.findings == [f"refused: {repo} has uncommitted changes"]
+
+
+def test_deployer_git_pushes_to_a_bare_repository(tmp_path: Path) -> None:
+    import subprocess
+
+    dist = packaged(tmp_path)
+    bare = tmp_path / "bare.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    result = deploy(tmp_path, dist, target="git", path=str(bare))
+    assert result.outcome is Outcome.SUCCEEDED, result.findings
+    tags = subprocess.run(["git", "-C", str(bare), "tag"], capture_output=True, text=True).stdout
+    assert tags.split() == ["release-greeter-1.0.0"]
