@@ -48,6 +48,22 @@ def _names_used(functions: list[dict[str, Any]], dataclasses: list[dict[str, Any
     return sorted(name for name in candidates if re.search(rf"\b{re.escape(name)}\b", text))
 
 
+def _imports_used(imports: list[str], functions: list[dict[str, Any]]) -> list[str]:
+    """The spec's import lines that the examples need (the tests import nothing else)."""
+    text = " ".join(
+        f"{example['call']} {example['returns']}"
+        for function in functions
+        for example in function.get("examples", [])
+    )
+    used = []
+    for line in imports:
+        names = line.split(" import ", 1)[-1].replace("import ", "").split(",")
+        bound = [name.strip().split(" as ")[-1].split(".")[0] for name in names]
+        if any(re.search(rf"\b{re.escape(name)}\b", text) for name in bound if name):
+            used.append(line)
+    return used
+
+
 def render_component(spec: dict[str, Any], default_module: str) -> tuple[str, dict[str, str]]:
     """The module name and the files (name → text) of a component spec; raises ValueError for
     a function without a body."""
@@ -66,6 +82,7 @@ def render_component(spec: dict[str, Any], default_module: str) -> tuple[str, di
         "functions": functions,
         "has_examples": any(f.get("examples") for f in functions),
         "names": _names_used(functions, spec.get("dataclasses", [])),
+        "test_imports": _imports_used(list(spec.get("imports", [])), functions),
     }
     environment = _environment()
     return module, {

@@ -416,3 +416,38 @@ def test_deployer_git_pushes_to_a_bare_repository(tmp_path: Path) -> None:
     assert result.outcome is Outcome.SUCCEEDED, result.findings
     tags = subprocess.run(["git", "-C", str(bare), "tag"], capture_output=True, text=True).stdout
     assert tags.split() == ["release-greeter-1.0.0"]
+
+
+def test_greeter_service_ends_with_a_wheel_whose_command_answers(
+    tmp_path: Path, run_home: Path
+) -> None:
+    """The example plan, run as a user runs it: a wheel that installs into a fresh virtual
+    environment, whose console command prints the expected text."""
+    import os
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from plan2flow.compiler.cli import app
+
+    saved = dict(os.environ)
+    try:
+        result = CliRunner().invoke(
+            app, ["run", str(Path(__file__).parents[1] / "examples/plans/greeter-service.yaml")]
+        )
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    assert result.exit_code == 0, result.output
+    assert "plan greeter-service: completed" in result.stdout
+    (wheel,) = (run_home / "artifacts" / "greeter-service").glob("*/dist/*.whl")
+    venv = tmp_path / "fresh"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+         str(wheel)],
+        check=True,
+    )  # fmt: skip
+    done = subprocess.run([str(venv / "bin" / "greeter")], capture_output=True, text=True)
+    assert done.stdout == "Hello, World!\n"
