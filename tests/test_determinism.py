@@ -242,6 +242,25 @@ def reverse_depends_on(data: Data) -> Data:
     return map_dicts(data, fn)
 
 
+def _has_repeated_collections(data: Data) -> bool:
+    """Whether two collections of the plan are equal (so the dumper can alias one of them)."""
+    seen: set[str] = set()
+
+    def walk(value: Any) -> bool:
+        if not isinstance(value, dict | list):
+            return False
+        children = value.values() if isinstance(value, dict) else value
+        if any([walk(child) for child in children]):
+            return True
+        key = json.dumps(value, sort_keys=True)
+        if key in seen:
+            return True
+        seen.add(key)
+        return False
+
+    return walk(data)
+
+
 def share_equal_subtrees(data: Data) -> Data:
     """Make equal collections one object, so that the dumper writes anchors and aliases."""
     seen: dict[str, Any] = {}
@@ -360,7 +379,7 @@ def test_rewritten_plan_compiles_to_identical_bytes(
     text = path.read_text(encoding="utf-8")
     source = REWRITES[rewrite](text, _load(path))
     assert source != text or rewrite == "no_final_newline"
-    if rewrite == "anchors_and_aliases" and path.stem != "hello":
+    if rewrite == "anchors_and_aliases" and _has_repeated_collections(_load(path)):
         assert "*id" in str(source), "the rewrite should produce at least one alias"
     if rewrite == "merge_keys":
         assert "<<:" in str(source)
