@@ -451,3 +451,13 @@ def test_greeter_service_ends_with_a_wheel_whose_command_answers(
     )  # fmt: skip
     done = subprocess.run([str(venv / "bin" / "greeter")], capture_output=True, text=True)
     assert done.stdout == "Hello, World!\n"
+
+
+def test_the_compilers_checksum_table_matches_the_block_classes() -> None:
+    """Regenerate with `python -m plan2flow.agents.table` when a Block class changes."""
+    from plan2flow.agents.table import checksums, render_table
+    from plan2flow.compiler.decompose.agents import AGENT_SCHEMA_CHECKSUMS
+
+    assert checksums() == AGENT_SCHEMA_CHECKSUMS
+    assert set(AGENT_BLOCK_TYPES.values()) == set(AGENTS)
+    assert render_table().startswith("AGENT_SCHEMA_CHECKSUMS: dict[str, str] = {\n")

@@ -11,6 +11,7 @@ import dataclasses
 from typing import Any
 
 from ..decompose import AGENT_BLOCK_TYPES, TaskNode
+from ..decompose.agents import AGENT_SCHEMA_CHECKSUMS
 from ..spec import PlanSpec
 from ..spec.base import API_VERSION
 from .canonical import canonical_json, compact_json, digest
@@ -58,7 +59,12 @@ def graph_hash(text: str) -> str:
 def _task_entry(node: TaskNode, graph: LinkedGraph) -> dict[str, Any]:
     agent = None
     if node.agent is not None:
-        agent = {"block_document": node.agent, "block_type": AGENT_BLOCK_TYPES[node.type]}
+        block_type = AGENT_BLOCK_TYPES[node.type]
+        agent = {
+            "block_document": node.agent,
+            "block_schema_checksum": AGENT_SCHEMA_CHECKSUMS[block_type],
+            "block_type": block_type,
+        }
     return {
         "agent": agent,
         "component": node.component,
