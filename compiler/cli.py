@@ -369,6 +369,93 @@ def run(
     raise typer.Exit(code)
 
 
+agents_app = typer.Typer(
+    help="The agents that run the software-factory task types (Prefect Blocks).",
+    no_args_is_help=True,
+)
+app.add_typer(agents_app, name="agents")
+
+
+def _agents_env() -> None:
+    from plan2flow.flows.launch import prefect_environment
+
+    prefect_environment()
+
+
+@agents_app.command("register")
+def agents_register() -> None:
+    """Register every agent block type and its `default` document (idempotent)."""
+    _agents_env()
+    from plan2flow.agents.registry import register_all
+
+    console, _ = _consoles()
+    for slug, change in register_all():
+        console.print(f"{slug}: {change}", markup=False, highlight=False)
+
+
+@agents_app.command("list")
+def agents_list() -> None:
+    """Show every agent: task types, documents on the server, health."""
+    _agents_env()
+    from rich.table import Table
+
+    from plan2flow.agents.registry import statuses
+
+    console, _ = _consoles()
+    table = Table("agent", "task types", "documents", "health", "latency")
+    for item in statuses():
+        table.add_row(
+            item.slug,
+            ", ".join(item.task_types),
+            ", ".join(item.documents) or "(none)",
+            "ok" if item.healthy else f"unhealthy: {item.detail}",
+            f"{item.latency_seconds * 1000:.1f} ms",
+        )
+    console.print(table)
+
+
+@agents_app.command("unregister")
+def agents_unregister(
+    name: Annotated[str, typer.Argument(help="An agent: `tester` or `plan2flow-tester`.")],
+) -> None:
+    """Remove an agent's block type and its documents from the server."""
+    _agents_env()
+    from plan2flow.agents.registry import unregister
+
+    console, err = _consoles()
+    try:
+        console.print(unregister(name), markup=False, highlight=False)
+    except KeyError as error:
+        err.print(f"plan2flow: {error.args[0]}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+@agents_app.command("health")
+def agents_health(
+    watch: Annotated[bool, typer.Option("--watch", help="Check again and again.")] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", min=1, help="Seconds between checks.")
+    ] = 30,
+) -> None:
+    """Check every agent's health; publish `plan2flow.agent.health` events. Exit 1 if any is
+    unhealthy."""
+    _agents_env()
+    import time
+
+    from plan2flow.agents.registry import publish_health, statuses
+
+    console, _ = _consoles()
+    while True:
+        items = statuses()
+        publish_health(items)
+        for item in items:
+            state = "ok" if item.healthy else f"unhealthy: {item.detail}"
+            console.print(f"{item.slug}: {state}", markup=False, highlight=False)
+        if not watch:
+            raise typer.Exit(0 if all(i.healthy for i in items) else 1)
+        time.sleep(interval)
+
+
 def _version_callback(value: bool) -> None:
     if value:
         print(f"plan2flow {_version()}")
