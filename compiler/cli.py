@@ -433,26 +433,40 @@ def agents_unregister(
 @agents_app.command("health")
 def agents_health(
     watch: Annotated[bool, typer.Option("--watch", help="Check again and again.")] = False,
+    serve: Annotated[
+        bool,
+        typer.Option("--serve", help="Serve the check as a Prefect deployment on a schedule."),
+    ] = False,
     interval: Annotated[
         float, typer.Option("--interval", min=1, help="Seconds between checks.")
     ] = 30,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option("--metrics-port", help="Export Prometheus metrics on this port."),
+    ] = None,
 ) -> None:
-    """Check every agent's health; publish `plan2flow.agent.health` events. Exit 1 if any is
-    unhealthy."""
+    """Check every agent's health; publish `plan2flow.agent.health` events and, with
+    --metrics-port, Prometheus metrics. Exit 1 if any agent is unhealthy."""
     _agents_env()
     import time
 
-    from plan2flow.agents.registry import publish_health, statuses
+    from prometheus_client import start_http_server
 
+    from plan2flow.flows.health import check_agents
+
+    if metrics_port is not None:
+        start_http_server(metrics_port, addr="127.0.0.1")
+    if serve:
+        check_agents.serve(name="every-30s", interval=interval)
+        return
     console, _ = _consoles()
     while True:
-        items = statuses()
-        publish_health(items)
-        for item in items:
-            state = "ok" if item.healthy else f"unhealthy: {item.detail}"
-            console.print(f"{item.slug}: {state}", markup=False, highlight=False)
+        results = check_agents.fn()
+        for item in results:
+            state = "ok" if item["healthy"] else f"unhealthy: {item['detail']}"
+            console.print(f"{item['agent']}: {state}", markup=False, highlight=False)
         if not watch:
-            raise typer.Exit(0 if all(i.healthy for i in items) else 1)
+            raise typer.Exit(0 if all(i["healthy"] for i in results) else 1)
         time.sleep(interval)
 
 

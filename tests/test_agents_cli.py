@@ -54,3 +54,29 @@ def test_unregister_removes_an_agent_and_names_unknown_ones() -> None:
     assert "no agent named 'nobody'" in unknown.stderr
     again = runner.invoke(app, ["agents", "register"])
     assert "plan2flow-deployer: registered" in again.stdout
+
+
+def test_health_exports_prometheus_metrics() -> None:
+    import socket
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = runner.invoke(app, ["agents", "health", "--metrics-port", str(port)])
+    assert result.exit_code == 0, result.output
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    for slug in AGENTS:
+        assert f'plan2flow_agent_up{{agent="{slug}"}} 1.0' in text
+        assert f'plan2flow_agent_health_latency_seconds{{agent="{slug}"}}' in text
+
+
+def test_the_health_check_runs_as_a_prefect_flow() -> None:
+    from plan2flow.flows.health import check_agents
+
+    state = check_agents(return_state=True)
+    assert state.is_completed()
+    results = state.result()
+    assert sorted(r["agent"] for r in results) == sorted(AGENTS)
+    assert all(r["healthy"] for r in results)
