@@ -56,6 +56,7 @@ class AssemblerAgent(AgentBlock):
     _description = "Lays generated components out as an installable Python project."
     task_types: ClassVar[tuple[str, ...]] = ("assemble",)
     params_model: ClassVar[Any] = AssembleParams
+    required_outputs: ClassVar[tuple[str, ...]] = ("project",)
 
     def execute(self, request: AgentRequest) -> AgentResult:
         params = AssembleParams.model_validate(request.params, strict=False)

@@ -24,6 +24,16 @@ class AgentBlock(Block, abc.ABC):
     _description = "A plan2flow agent."
     task_types: ClassVar[tuple[str, ...]] = ()
     params_model: ClassVar[type[BaseModel] | None] = None
+    required_inputs: ClassVar[tuple[str, ...]] = ()
+    """Local input names a task must wire for this agent (components and delivery do)."""
+    required_outputs: ClassVar[tuple[str, ...]] = ()
+    """Output names a task must declare for this agent."""
+
+    def missing(self, inputs: set[str], outputs: set[str]) -> str | None:
+        """What a task lacks for this agent, in words, or None."""
+        lacks = [f"input '{n}'" for n in self.required_inputs if n not in inputs]
+        lacks += [f"output '{n}'" for n in self.required_outputs if n not in outputs]
+        return ", ".join(lacks) or None
 
     def capabilities(self) -> dict[str, Any]:
         """Task type → the JSON Schema of the params this agent takes for it."""

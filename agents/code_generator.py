@@ -101,6 +101,7 @@ class CodeGeneratorAgent(AgentBlock):
     )
     task_types: ClassVar[tuple[str, ...]] = ("generate_code",)
     params_model: ClassVar[Any] = GenerateCodeParams
+    required_outputs: ClassVar[tuple[str, ...]] = ("code",)
 
     generator: str = "templates"
     """Which generator to use; `templates` is local and deterministic."""

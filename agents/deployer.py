@@ -49,6 +49,7 @@ class DeployerAgent(AgentBlock):
     _description = "Deploys a release: a directory, a virtual environment, or a git repository."
     task_types: ClassVar[tuple[str, ...]] = ("deploy",)
     params_model: ClassVar[Any] = DeployParams
+    required_inputs: ClassVar[tuple[str, ...]] = ("dist",)
 
     releases: str = ""
     """Where `directory` releases go when the task names no path (default: PLAN2FLOW_HOME)."""

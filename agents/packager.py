@@ -60,6 +60,8 @@ class PackagerAgent(AgentBlock):
     _description = "Builds wheel and sdist offline, a zip, a CycloneDX SBOM and checksums."
     task_types: ClassVar[tuple[str, ...]] = ("package",)
     params_model: ClassVar[Any] = PackageParams
+    required_inputs: ClassVar[tuple[str, ...]] = ("project",)
+    required_outputs: ClassVar[tuple[str, ...]] = ("dist",)
 
     timeout_seconds: float = 600.0
 

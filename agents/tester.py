@@ -56,6 +56,7 @@ class TesterAgent(AgentBlock):
     _description = "Runs pytest on generated code in a subprocess; JUnit XML and counts."
     task_types: ClassVar[tuple[str, ...]] = ("test",)
     params_model: ClassVar[Any] = TestParams
+    required_inputs: ClassVar[tuple[str, ...]] = ("code",)
 
     timeout_seconds: float = 600.0
     """How long the test run may take."""

@@ -57,6 +57,7 @@ class ValidatorAgent(AgentBlock):
     _description = "Byte-compiles Python files and runs ruff (and mypy when asked) on them."
     task_types: ClassVar[tuple[str, ...]] = ("validate",)
     params_model: ClassVar[Any] = ValidateParams
+    required_inputs: ClassVar[tuple[str, ...]] = ("code",)
 
     timeout_seconds: float = 300.0
     """How long one tool may run."""

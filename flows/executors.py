@@ -166,6 +166,12 @@ def resolve_agent(task: GraphTask) -> Executor:
 
     def execute(context: TaskContext) -> None:
         agent = load_agent(slug, document)
+        lacking = agent.missing(set(context.inputs), set(context.outputs))
+        if lacking:
+            raise TaskFailure(
+                f"the '{task.type}' agent needs {lacking}: wire it in the task's inputs/outputs "
+                "(components and delivery do this for you)"
+            )
         health = agent.health()
         if not health.ok:
             raise TaskFailure(f"agent '{slug}/{document}' is unhealthy: {health.detail}")

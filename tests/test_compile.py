@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from plan2flow.compiler import PlanError, Severity, compile_plan
+from plan2flow.compiler.decompose.agents import AGENT_SCHEMA_CHECKSUMS
 from plan2flow.compiler.graph.taskgraph import graph_hash
 from plan2flow.compiler.report import format_human
 from plan2flow.compiler.report.human import MAX_PER_FILE
@@ -184,6 +185,7 @@ def test_components_expand_into_wired_chains() -> None:
     }
     assert found["core.generate_code"]["agent"] == {
         "block_document": "default",
+        "block_schema_checksum": AGENT_SCHEMA_CHECKSUMS["plan2flow-code-generator"],
         "block_type": "plan2flow-code-generator",
     }
 
@@ -228,7 +230,11 @@ def test_agents_resolve_from_task_then_defaults_then_default() -> None:
         "  - {id: d, type: shell, depends_on: [a], params: {argv: [x]}}\n"
     )
     assert found["a"]["agent"]["block_document"] == "default"
-    assert found["b"]["agent"] == {"block_document": "gpu", "block_type": "plan2flow-tester"}
+    assert found["b"]["agent"] == {
+        "block_document": "gpu",
+        "block_schema_checksum": AGENT_SCHEMA_CHECKSUMS["plan2flow-tester"],
+        "block_type": "plan2flow-tester",
+    }
     assert found["c"]["agent"]["block_document"] == "special"
     assert found["d"]["agent"] is None
 

@@ -234,7 +234,7 @@ def test_python_tasks_get_kwargs_inputs_and_outputs(
         ("    type: python\n    params: {callable: 'no_such_module:f'}\n", "cannot load"),
         ("    type: shell\n    params: {argv: [no-such-command-p2f]}\n", "command not found"),
         ("    type: shell\n    params: {argv: ['true']}\n    outputs: [x]\n", "did not produce"),
-        ("    type: generate_code\n", "no agent registered for type 'generate_code'"),
+        ("    type: generate_code\n", "the 'generate_code' agent needs output 'code'"),
         (
             "    type: shell\n    timeout_seconds: 0.5\n    params: {argv: [sleep, '5']}\n",
             "exceeded timeout of 0.5 second(s)",
