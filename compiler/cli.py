@@ -397,19 +397,24 @@ def agents_register() -> None:
 def agents_list() -> None:
     """Show every agent: task types, documents on the server, health."""
     _agents_env()
-    from rich.table import Table
+    from rich.table import Column, Table
 
     from plan2flow.agents.registry import statuses
 
     console, _ = _consoles()
-    table = Table("agent", "task types", "documents", "health", "latency")
+    import datetime
+
+    table = Table("task types", "documents", "health", "latency", "checked")
+    table.columns.insert(0, Column("agent", no_wrap=True))
     for item in statuses():
+        checked = datetime.datetime.fromtimestamp(item.checked_at, datetime.UTC)
         table.add_row(
             item.slug,
             ", ".join(item.task_types),
             ", ".join(item.documents) or "(none)",
             "ok" if item.healthy else f"unhealthy: {item.detail}",
             f"{item.latency_seconds * 1000:.1f} ms",
+            checked.strftime("%H:%M:%S UTC"),
         )
     console.print(table)
 

@@ -461,3 +461,33 @@ def test_the_compilers_checksum_table_matches_the_block_classes() -> None:
     assert checksums() == AGENT_SCHEMA_CHECKSUMS
     assert set(AGENT_BLOCK_TYPES.values()) == set(AGENTS)
     assert render_table().startswith("AGENT_SCHEMA_CHECKSUMS: dict[str, str] = {\n")
+
+
+@pytest.mark.usefixtures("run_home")
+def test_a_task_whose_agent_is_unhealthy_fails_fast(tmp_path: Path) -> None:
+    """A Validator document whose tool budget is impossible reports unhealthy: the task fails at
+    once with the reason, without running."""
+    from plan2flow.flows import executors
+
+    class BrokenValidator(ValidatorAgent):
+        _block_type_slug = "plan2flow-test-broken-validator"
+
+        def check(self) -> str | None:
+            return "ruff is not installed"
+
+    executors._AGENT_DOCUMENTS[("plan2flow-validator", "broken")] = BrokenValidator()
+    health = BrokenValidator().health()
+    assert (health.ok, health.detail) == (False, "ruff is not installed")
+    text = plan_text(
+        "unhealthy",
+        "  - {id: gen, type: generate_code, outputs: [code]}\n"
+        "  - {id: check, type: validate, agent: broken, inputs: {code: gen.code}}\n",
+    )
+    flow = import_flow(build_module(tmp_path / "build", text))
+    with runtime.options(runtime.RunOptions()):
+        state = flow(return_state=True)
+    tasks = {t.id: t for t in runtime.summary_of(str(state.state_details.flow_run_id)).tasks}
+    assert tasks["check"].state == "Failed"
+    assert "agent 'plan2flow-validator/broken' is unhealthy: ruff is not installed" in (
+        tasks["check"].message
+    )
