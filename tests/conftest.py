@@ -20,6 +20,16 @@ def prefect_api() -> Iterator[None]:
 
 
 @pytest.fixture
+def restore_environment() -> Iterator[None]:
+    """`plan2flow run` and `plan2flow agents` set Prefect defaults in the environment of the
+    process; keep them out of the tests that follow."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture
 def run_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_api: None) -> Iterator[Path]:
     """A fresh PLAN2FLOW_HOME and Prefect result store: no cached result leaks across tests."""
     from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_settings

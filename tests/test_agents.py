@@ -418,12 +418,12 @@ def test_deployer_git_pushes_to_a_bare_repository(tmp_path: Path) -> None:
     assert tags.split() == ["release-greeter-1.0.0"]
 
 
+@pytest.mark.usefixtures("restore_environment")
 def test_greeter_service_ends_with_a_wheel_whose_command_answers(
     tmp_path: Path, run_home: Path
 ) -> None:
     """The example plan, run as a user runs it: a wheel that installs into a fresh virtual
     environment, whose console command prints the expected text."""
-    import os
     import subprocess
     import sys
 
@@ -431,14 +431,9 @@ def test_greeter_service_ends_with_a_wheel_whose_command_answers(
 
     from plan2flow.compiler.cli import app
 
-    saved = dict(os.environ)
-    try:
-        result = CliRunner().invoke(
-            app, ["run", str(Path(__file__).parents[1] / "examples/plans/greeter-service.yaml")]
-        )
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    result = CliRunner().invoke(
+        app, ["run", str(Path(__file__).parents[1] / "examples/plans/greeter-service.yaml")]
+    )
     assert result.exit_code == 0, result.output
     assert "plan greeter-service: completed" in result.stdout
     (wheel,) = (run_home / "artifacts" / "greeter-service").glob("*/dist/*.whl")

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from typer.testing import CliRunner
 
@@ -15,12 +11,7 @@ from plan2flow.compiler.cli import app
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _restore_environment(run_home: Path) -> Iterator[None]:
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
+pytestmark = pytest.mark.usefixtures("run_home", "restore_environment")
 
 
 def test_register_is_idempotent_and_list_shows_every_agent() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,13 +16,7 @@ ROOT = Path(__file__).parents[1]
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _restore_environment(run_home: Path) -> Iterator[None]:
-    """`plan2flow run` sets Prefect defaults in the environment; keep them out of other tests."""
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
+pytestmark = pytest.mark.usefixtures("run_home", "restore_environment")
 
 
 def test_run_a_plan_prints_a_summary_and_exits_0(run_home: Path) -> None:
