@@ -13,10 +13,11 @@ import yaml
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
-def _load(stem: str) -> ModuleType:
-    # The name the benchmarks themselves use, so that parallel.py reuses this module.
-    name = f"plan2flow_bench_{stem}"
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{stem}.py")
+@pytest.fixture(scope="module")
+def run_overhead() -> ModuleType:
+    # Under the name the benchmarks use, so that parallel.py finds and reuses this module.
+    name = "plan2flow_bench_run_overhead"
+    spec = importlib.util.spec_from_file_location(name, BENCH / "run_overhead.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
@@ -25,13 +26,8 @@ def _load(stem: str) -> ModuleType:
 
 
 @pytest.fixture(scope="module")
-def run_overhead() -> ModuleType:
-    return _load("run_overhead")
-
-
-@pytest.fixture(scope="module")
 def parallel(run_overhead: ModuleType) -> ModuleType:
-    return _load("parallel")
+    return run_overhead._load_bench_module("parallel")  # type: ignore[no-any-return]
 
 
 def test_overhead_plan_is_the_compile_benchmarks_plan_with_max_parallelism(
