@@ -1,0 +1,114 @@
+"""`plan2flow agents ...`: register, list, unregister and health-check the agent blocks."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .app import EXIT_USAGE, app, consoles
+
+agents_app = typer.Typer(
+    help="The agents that run the software-factory task types (Prefect Blocks).",
+    no_args_is_help=True,
+)
+app.add_typer(agents_app, name="agents")
+
+
+def _agents_env() -> None:
+    from plan2flow.flows.launch import prefect_environment
+
+    prefect_environment()
+
+
+@agents_app.command("register")
+def agents_register() -> None:
+    """Register every agent block type and its `default` document (idempotent)."""
+    _agents_env()
+    from plan2flow.agents.registry import register_all
+
+    console, _ = consoles()
+    for slug, change in register_all():
+        console.print(f"{slug}: {change}", markup=False, highlight=False)
+
+
+@agents_app.command("list")
+def agents_list() -> None:
+    """Show every agent: task types, documents on the server, health."""
+    _agents_env()
+    from rich.table import Column, Table
+
+    from plan2flow.agents.registry import statuses
+
+    console, _ = consoles()
+    import datetime
+
+    table = Table("task types", "documents", "health", "latency", "checked")
+    table.columns.insert(0, Column("agent", no_wrap=True))
+    for item in statuses():
+        checked = datetime.datetime.fromtimestamp(item.checked_at, datetime.UTC)
+        table.add_row(
+            item.slug,
+            ", ".join(item.task_types),
+            ", ".join(item.documents) or "(none)",
+            "ok" if item.healthy else f"unhealthy: {item.detail}",
+            f"{item.latency_seconds * 1000:.1f} ms",
+            checked.strftime("%H:%M:%S UTC"),
+        )
+    console.print(table)
+
+
+@agents_app.command("unregister")
+def agents_unregister(
+    name: Annotated[str, typer.Argument(help="An agent: `tester` or `plan2flow-tester`.")],
+) -> None:
+    """Remove an agent's block type and its documents from the server."""
+    _agents_env()
+    from plan2flow.agents.registry import unregister
+
+    console, err = consoles()
+    try:
+        console.print(unregister(name), markup=False, highlight=False)
+    except KeyError as error:
+        err.print(f"plan2flow: {error.args[0]}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+@agents_app.command("health")
+def agents_health(
+    watch: Annotated[bool, typer.Option("--watch", help="Check again and again.")] = False,
+    serve: Annotated[
+        bool,
+        typer.Option("--serve", help="Serve the check as a Prefect deployment on a schedule."),
+    ] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", min=1, help="Seconds between checks.")
+    ] = 30,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option("--metrics-port", help="Export Prometheus metrics on this port."),
+    ] = None,
+) -> None:
+    """Check every agent's health; publish `plan2flow.agent.health` events and, with
+    --metrics-port, Prometheus metrics. Exit 1 if any agent is unhealthy."""
+    _agents_env()
+    import time
+
+    from prometheus_client import start_http_server
+
+    from plan2flow.flows.health import check_agents
+
+    if metrics_port is not None:
+        start_http_server(metrics_port, addr="127.0.0.1")
+    if serve:
+        check_agents.serve(name="every-30s", interval=interval)
+        return
+    console, _ = consoles()
+    while True:
+        results = check_agents.fn()
+        for item in results:
+            state = "ok" if item["healthy"] else f"unhealthy: {item['detail']}"
+            console.print(f"{item['agent']}: {state}", markup=False, highlight=False)
+        if not watch:
+            raise typer.Exit(0 if all(i["healthy"] for i in results) else 1)
+        time.sleep(interval)

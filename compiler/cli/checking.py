@@ -1,0 +1,165 @@
+"""Checking plan files for the commands: compile, report diagnostics, choose the exit status."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from ..errors import Diagnostic, PlanError, sort_diagnostics
+from ..files import read_plan
+from ..load import SourceMap
+from ..metrics import PlanMetrics, write_metrics
+from ..pipeline import CompileResult, compile_plan
+from ..report import format_human, format_json, format_sarif
+from .app import EXIT_INVALID, EXIT_OK, EXIT_USAGE, version
+
+
+class Format(enum.StrEnum):
+    human = "human"
+    json = "json"
+    sarif = "sarif"
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What happened to one plan file."""
+
+    path: Path
+    text: str = ""
+    result: CompileResult | None = None
+    diagnostics: tuple[Diagnostic, ...] = ()
+    unreadable: bool = False
+    stage_seconds: list[tuple[str, float]] = dataclasses.field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.result is not None and not self.unreadable
+
+
+def check(path: Path, strict: bool) -> Outcome:
+    outcome = Outcome(path)
+    data, problem = read_plan(path)
+    if data is None:
+        assert problem is not None
+        outcome.unreadable = True
+        outcome.diagnostics = (problem,)
+        return outcome
+    outcome.text = data.decode("utf-8", errors="replace")
+    try:
+        outcome.result = compile_plan(
+            data,
+            str(path),
+            strict=strict,
+            observe=lambda stage, seconds: outcome.stage_seconds.append((stage, seconds)),
+        )
+        outcome.diagnostics = outcome.result.warnings
+    except PlanError as error:
+        outcome.diagnostics = error.diagnostics
+    return outcome
+
+
+def check_all(paths: list[Path], strict: bool) -> list[Outcome]:
+    return [check(path, strict) for path in paths]
+
+
+def report(outcomes: list[Outcome], fmt: Format, console: Console, err: Console) -> None:
+    diagnostics = sort_diagnostics(d for o in outcomes for d in o.diagnostics)
+    if fmt is Format.json:
+        console.print(
+            format_json(
+                [
+                    {
+                        "file": str(o.path),
+                        "ok": o.ok,
+                        "hash": o.result.graph.hash if o.result else None,
+                        "diagnostics": o.diagnostics,
+                        "tasks": [dataclasses.asdict(p) for p in o.result.provenance()]
+                        if o.result
+                        else [],
+                    }
+                    for o in outcomes
+                ]
+            ),
+            end="",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
+    if fmt is Format.sarif:
+        console.print(
+            format_sarif(diagnostics, version()),
+            end="",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
+    sources = {str(o.path): SourceMap(str(o.path), o.text) for o in outcomes}
+
+    def source_line(file: str, line: int) -> str:
+        source = sources.get(file)
+        return source.line_text(line) if source else ""
+
+    if diagnostics:
+        err.print(
+            format_human(diagnostics, source_line),
+            end="",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    errors = sum(d.severity == "error" for d in diagnostics)
+    warnings = len(diagnostics) - errors
+    if errors or warnings:
+        err.print(
+            f"{len(outcomes)} plan(s) checked: {errors} error(s), {warnings} warning(s)",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def exit_code(outcomes: list[Outcome]) -> int:
+    if any(o.unreadable for o in outcomes):
+        return EXIT_USAGE
+    if any(not o.ok for o in outcomes):
+        return EXIT_INVALID
+    return EXIT_OK
+
+
+def record_metrics(path: Path | None, outcomes: list[Outcome]) -> None:
+    if path is None:
+        return
+    plans = []
+    for o in outcomes:
+        graph = o.result.graph if o.result else None
+        plans.append(
+            PlanMetrics(
+                plan=graph.name if graph else str(o.path),
+                outcome="ok" if o.ok else "unreadable" if o.unreadable else "invalid",
+                tasks=len(graph.document["tasks"]) if graph else 0,
+                edges=len(graph.document["edges"]) if graph else 0,
+                stage_seconds=tuple(o.stage_seconds),
+            )
+        )
+    write_metrics(path, plans, [d for o in outcomes for d in o.diagnostics])
+
+
+PlansArg = Annotated[
+    list[Path], typer.Argument(help="Plan files (YAML).", show_default=False, metavar="PLAN...")
+]
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="How to report diagnostics.")]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Treat warnings as errors.")]
+MetricsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--metrics-file",
+        help="Write compile metrics in Prometheus text format (node-exporter textfile collector).",
+    ),
+]

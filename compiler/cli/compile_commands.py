@@ -1,0 +1,157 @@
+"""The compiler's own commands: validate, compile, hash, schema."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..codegen import flow_file_name, graph_file_name
+from ..errors import diagnostic
+from ..files import write_all_atomic
+from ..schema import render_schema
+from .app import EXIT_OK, EXIT_USAGE, app, consoles
+from .checking import (
+    Format,
+    FormatOpt,
+    MetricsOpt,
+    Outcome,
+    PlansArg,
+    StrictOpt,
+    check,
+    check_all,
+    exit_code,
+    record_metrics,
+    report,
+)
+
+
+@app.command()
+def validate(
+    plans: PlansArg,
+    fmt: FormatOpt = Format.human,
+    strict: StrictOpt = False,
+    metrics_file: MetricsOpt = None,
+) -> None:
+    """Check plans and report every problem in them; write nothing."""
+    console, err = consoles()
+    outcomes = check_all(plans, strict)
+    report(outcomes, fmt, console, err)
+    if fmt is Format.human:
+        for o in outcomes:
+            if o.result is not None:
+                console.print(f"{o.path}: valid", markup=False, highlight=False)
+    record_metrics(metrics_file, outcomes)
+    raise typer.Exit(exit_code(outcomes))
+
+
+def _collisions(outcomes: list[Outcome], output_dir: Path | None) -> None:
+    """Two plans that would write the same file: the second one gets a P2F210 error."""
+    targets: dict[Path, Path] = {}
+    for o in outcomes:
+        if o.result is None:
+            continue
+        graph_target = _target(o, output_dir)
+        for target in (graph_target, graph_target.parent / flow_file_name(o.result.graph.name)):
+            first = targets.setdefault(target.resolve(), o.path)
+            if first == o.path:
+                continue
+            problem = diagnostic(
+                "P2F210",
+                f"plan name '{o.result.graph.name}' collides with the plan in {first}: both "
+                f"would write {target}",
+                "/metadata/name",
+                hint="give each plan a unique metadata.name",
+            )
+            o.diagnostics = (*o.diagnostics, o.result.source_map.locate(problem))
+            o.result = None
+            break
+
+
+def _target(outcome: Outcome, output_dir: Path | None) -> Path:
+    """Where a plan's TaskGraph goes; its flow module goes beside it."""
+    assert outcome.result is not None
+    directory = output_dir if output_dir is not None else outcome.path.parent
+    return directory / graph_file_name(outcome.result.graph.name)
+
+
+@app.command("compile")
+def compile_command(
+    plans: PlansArg,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--output-dir", "-o", help="Where to write outputs [default: beside each plan]."
+        ),
+    ] = None,
+    fmt: FormatOpt = Format.human,
+    strict: StrictOpt = False,
+    metrics_file: MetricsOpt = None,
+) -> None:
+    """Compile plans into `<name>.taskgraph.json` and `<name>_flow.py`; nothing is written unless
+    every plan is valid."""
+    console, err = consoles()
+    outcomes = check_all(plans, strict)
+    _collisions(outcomes, output_dir)
+    report(outcomes, fmt, console, err)
+    code = exit_code(outcomes)
+    if code == EXIT_OK:
+        writes = []
+        for o in outcomes:
+            assert o.result is not None
+            target = _target(o, output_dir)
+            writes.append((target, o.result.graph.text))
+            writes.append(
+                (target.parent / flow_file_name(o.result.graph.name), o.result.flow_source)
+            )
+        try:
+            write_all_atomic(writes)
+        except OSError as error:
+            err.print(
+                f"plan2flow: cannot write outputs: {error}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(EXIT_USAGE) from None
+        if fmt is Format.human:
+            for o, (target, _) in zip(outcomes, writes[::2], strict=True):
+                assert o.result is not None
+                graph = o.result.graph
+                module = target.parent / flow_file_name(graph.name)
+                console.print(
+                    f"{o.path} → {target}, {module.name}  {len(graph.document['tasks'])} tasks, "
+                    f"{len(graph.document['edges'])} edges  {graph.hash}",
+                    markup=False,
+                    highlight=False,
+                    soft_wrap=True,
+                )
+    record_metrics(metrics_file, outcomes)
+    raise typer.Exit(code)
+
+
+@app.command("hash")
+def hash_command(plan: Annotated[Path, typer.Argument(help="A plan file.")]) -> None:
+    """Print the plan's graph hash (sha256:...)."""
+    console, err = consoles()
+    outcome = check(plan, strict=False)
+    if outcome.result is None:
+        report([outcome], Format.human, console, err)
+        raise typer.Exit(exit_code([outcome]))
+    console.print(outcome.result.graph.hash, markup=False, highlight=False)
+
+
+@app.command()
+def schema(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
+    ] = None,
+) -> None:
+    """Print the PlanSpec JSON Schema (Draft 2020-12)."""
+    text = render_schema()
+    if output is None:
+        sys.stdout.write(text)
+        return
+    write_all_atomic([(output, text)])
