@@ -1,0 +1,1 @@
+"""Reviewing TaskGraphs: pictures, semantic diffs and golden-file checks for pull requests."""
