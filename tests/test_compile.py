@@ -277,7 +277,41 @@ def test_param_rules() -> None:
 
 def test_schedule_is_normalized() -> None:
     document = compile_text("schedule: {interval_seconds: 60}\ntasks: [{id: a, type: noop}]\n")
-    assert document["schedule"] == {"cron": None, "interval_seconds": 60.0, "timezone": "UTC"}
+    assert document["schedule"] == {
+        "cron": None,
+        "interval_seconds": 60.0,
+        "rrule": None,
+        "timezone": "UTC",
+    }
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "FREQ=WEEKLY;BYDAY=MO,WE;BYHOUR=9",
+        "RRULE:FREQ=DAILY",
+        "DTSTART:20260101T090000\nRRULE:FREQ=MONTHLY;BYMONTHDAY=1",
+    ],
+)
+def test_rrule_schedules_are_kept_as_written(rule: str) -> None:
+    plan = f"schedule: {{rrule: {json.dumps(rule)}, timezone: Europe/Berlin}}\n"
+    document = compile_text(plan + "tasks: [{id: a, type: noop}]\n")
+    assert document["schedule"]["rrule"] == rule
+    assert document["schedule"]["timezone"] == "Europe/Berlin"
+
+
+@pytest.mark.parametrize("rule", ["WEEKLY", "FREQ=FORTNIGHTLY", "FREQ=DAILY;BYHOUR"])
+def test_malformed_rrule_is_a_located_error(rule: str) -> None:
+    found = errors(f"schedule: {{rrule: '{rule}'}}\ntasks: [{{id: a, type: noop}}]\n")
+    assert [code for code, _ in found] == ["P2F105"]
+    assert "RFC 5545" in found[0][1]
+
+
+def test_schedule_with_two_kinds_is_an_error() -> None:
+    found = errors("schedule: {cron: '@daily', rrule: FREQ=DAILY}\ntasks: [{id: a, type: noop}]\n")
+    assert found == [
+        ("P2F105", "a schedule needs exactly one of 'cron', 'interval_seconds' and 'rrule'")
+    ]
 
 
 def test_self_input_and_unknown_agent_type_default() -> None:

@@ -66,13 +66,30 @@ class Schedule(Model):
     ) = None
     """A cron expression of 5 fields (or 6 with seconds), or `@daily` and friends."""
     interval_seconds: Annotated[float, Field(gt=0)] | None = None
+    rrule: (
+        Annotated[
+            str,
+            StringConstraints(
+                pattern=pattern(
+                    r"^(DTSTART[:;][^\n]+\n)?(RRULE:)?FREQ=(YEARLY|MONTHLY|WEEKLY|DAILY|HOURLY|MINUTELY)"
+                    r"(;[A-Z]+=[^;\s]+)*$",
+                    "an RFC 5545 recurrence rule such as FREQ=WEEKLY;BYDAY=MO;BYHOUR=9",
+                )
+            ),
+        ]
+        | None
+    ) = None
+    """An RFC 5545 recurrence rule (`FREQ=...`), optionally after a `DTSTART` line."""
     timezone: str = "UTC"
     """An IANA time zone, such as `Europe/Berlin`."""
 
     @model_validator(mode="after")
     def _one_kind(self) -> Schedule:
-        if (self.cron is None) == (self.interval_seconds is None):
-            raise ValueError("a schedule needs exactly one of 'cron' and 'interval_seconds'")
+        kinds = (self.cron, self.interval_seconds, self.rrule)
+        if sum(kind is not None for kind in kinds) != 1:
+            raise ValueError(
+                "a schedule needs exactly one of 'cron', 'interval_seconds' and 'rrule'"
+            )
         return self
 
 
