@@ -27,6 +27,7 @@ from plan2flow.compiler.files import write_all_atomic
 from plan2flow.compiler.graph.taskgraph import TaskGraph, graph_hash
 
 from .home import plan2flow_home
+from .server import running as running_server
 
 
 class LaunchError(Exception):
@@ -34,13 +35,20 @@ class LaunchError(Exception):
 
 
 def prefect_environment(verbose: bool = False) -> None:
-    """Defaults for running plans on this machine; explicit settings always win."""
+    """Defaults for running plans on this machine; explicit settings always win.
+
+    Without ``PREFECT_API_URL``, the server that ``plan2flow up`` started is used when it runs,
+    and an ephemeral one otherwise."""
     home = plan2flow_home()
     defaults = {
         "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(home / "results"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }
     if not os.environ.get("PREFECT_API_URL"):
+        local = running_server()
+        if local is not None:
+            defaults["PREFECT_API_URL"] = local.api_url
+    if not os.environ.get("PREFECT_API_URL") and "PREFECT_API_URL" not in defaults:
         defaults["PREFECT_SERVER_ALLOW_EPHEMERAL_MODE"] = "true"
         # The temporary server records task runs from events; its default batches fall behind
         # large plans (measured: about 50 task runs recorded per second with the defaults).
@@ -77,8 +85,14 @@ def graph_from_file(path: Path) -> tuple[TaskGraph, str]:
     return graph, render_flow(graph, path.name)
 
 
-def parse_params(pairs: Sequence[str], declared: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """``k=v`` pairs typed by the plan's parameter declarations."""
+def parse_params(
+    pairs: Sequence[str],
+    declared: Mapping[str, Mapping[str, Any]],
+    *,
+    require_all: bool = True,
+) -> dict[str, Any]:
+    """``k=v`` pairs typed by the plan's parameter declarations; with `require_all`, every
+    parameter without a default must be among them."""
     values: dict[str, Any] = {}
     for pair in pairs:
         name, sep, raw = pair.partition("=")
@@ -104,7 +118,7 @@ def parse_params(pairs: Sequence[str], declared: Mapping[str, Mapping[str, Any]]
         except ValueError:
             raise LaunchError(f"--param {name}={raw!r}: not a valid {kind}") from None
     missing = sorted(n for n, spec in declared.items() if spec["required"] and n not in values)
-    if missing:
+    if missing and require_all:
         raise LaunchError(f"missing required parameter(s): {', '.join(missing)} (use --param)")
     return values
 

@@ -11,10 +11,26 @@ from typing import Annotated
 
 import typer
 
-from . import agents_commands, compile_commands, run_command
+from . import (
+    agents_commands,
+    compile_commands,
+    diff_command,
+    golden_commands,
+    graph_commands,
+    run_command,
+    server_commands,
+)
 from .app import app, version
 
-_COMMANDS = (agents_commands, compile_commands, run_command)
+_COMMANDS = (
+    agents_commands,
+    compile_commands,
+    diff_command,
+    golden_commands,
+    graph_commands,
+    run_command,
+    server_commands,
+)
 
 
 def _version_callback(value: bool) -> None:

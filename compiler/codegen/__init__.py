@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
-from .render import INLINE_LIMIT, flow_file_name, graph_file_name, render_flow
+from .render import (
+    INLINE_LIMIT,
+    flow_file_name,
+    flow_function_name,
+    graph_file_name,
+    render_flow,
+)
 
-__all__ = ["INLINE_LIMIT", "flow_file_name", "graph_file_name", "render_flow"]
+__all__ = [
+    "INLINE_LIMIT",
+    "flow_file_name",
+    "flow_function_name",
+    "graph_file_name",
+    "render_flow",
+]

@@ -64,6 +64,11 @@ def graph_file_name(name: str) -> str:
     return f"{name}.taskgraph.json"
 
 
+def flow_function_name(name: str) -> str:
+    """The flow function of a plan's module: with `flow_file_name`, a Prefect entrypoint."""
+    return to_identifier(name)
+
+
 def flow_file_name(name: str) -> str:
     """``hello-world`` → ``hello_world_flow.py``: an importable module name."""
     return f"{to_identifier(name).rstrip('_')}_flow.py"
@@ -144,7 +149,7 @@ def render_flow(graph: TaskGraph, source: str) -> str:
     so the output does not depend on where the plan lives)."""
     document = graph.document
     plan = document["plan"]
-    function_name = to_identifier(plan["name"])
+    function_name = flow_function_name(plan["name"])
     description = plan["description"] or f"plan2flow plan {plan['name']}"
     embedded = len(document["tasks"]) > INLINE_LIMIT
     summary = json.dumps(description.splitlines()[0] if description else "", ensure_ascii=False)

@@ -1,0 +1,333 @@
+"""The Prefect server path: `up`, `down`, `deploy`, `runs` and `trigger`.
+
+Prefect is imported inside the commands, so the compiler's commands stay fast and Prefect-free.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from .app import EXIT_OK, EXIT_USAGE, app, consoles, say
+from .checking import Format, PlansArg, check, check_all, exit_code, report
+
+ParamOpt = Annotated[
+    list[str] | None,
+    typer.Option("--param", "-p", help="A plan parameter, NAME=VALUE (repeatable)."),
+]
+
+
+def _fail(err: Console, message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    say(err, f"plan2flow: {message}")
+    return typer.Exit(code)
+
+
+def _require_server(err: Console) -> str:
+    """Set up Prefect's environment and return the API URL, or stop: there is no server."""
+    from plan2flow.flows.launch import prefect_environment
+
+    prefect_environment()
+    api_url = os.environ.get("PREFECT_API_URL", "")
+    if not api_url:
+        raise _fail(
+            err,
+            "no Prefect server: start one with `plan2flow up` or set PREFECT_API_URL "
+            "(deployments need a server; `plan2flow run` works without one)",
+        )
+    return api_url
+
+
+def _ui_url(api_url: str) -> str:
+    """The UI beside the API (PREFECT_UI_URL when the UI is served elsewhere)."""
+    return os.environ.get("PREFECT_UI_URL") or api_url.removesuffix("/api")
+
+
+@app.command()
+def up(
+    port: Annotated[int, typer.Option("--port", help="The server's port.")] = 4200,
+    host: Annotated[
+        str,
+        typer.Option("--host", help="Address to bind; 0.0.0.0 lets workers on other machines in."),
+    ] = "127.0.0.1",
+    pool: Annotated[
+        str, typer.Option("--pool", help="The `process` work pool to create and serve.")
+    ] = "plan2flow",
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            help="The server's database, e.g. postgresql+asyncpg://user@host/prefect "
+            "[default: SQLite in the plan2flow home].",
+        ),
+    ] = None,
+    detach: Annotated[
+        bool, typer.Option("--detach", "-d", help="Start in the background; stop with `down`.")
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=1, help="Seconds to wait for the server and worker.")
+    ] = 120,
+) -> None:
+    """Start a local Prefect server, a process work pool and its worker; register the agents.
+
+    In the foreground until Ctrl-C, which stops the worker, then the server."""
+    from plan2flow.flows.home import plan2flow_home
+    from plan2flow.flows.server import ServerConfig, ServerError, start, wait_until_interrupted
+
+    console, err = consoles()
+    config = ServerConfig(host=host, port=port, pool=pool, database_url=database_url)
+    try:
+        state, processes = start(config, progress=lambda line: say(console, line), timeout=timeout)
+    except ServerError as error:
+        raise _fail(err, str(error)) from None
+    say(console, f"Prefect UI:  {state.ui_url}")
+    say(console, f"API:         {state.api_url}  (database: {state.database})")
+    say(console, f"work pool:   {state.pool} (worker pid {state.worker_pid})")
+    say(console, f"home:        {plan2flow_home()}")
+    say(console, "plan2flow commands on this machine use this server while it runs; for the")
+    say(console, f"prefect CLI: export PREFECT_API_URL={state.api_url}")
+    if detach:
+        say(console, "running in the background; stop it with `plan2flow down`")
+        return
+    say(console, "press Ctrl-C to stop")
+    code = wait_until_interrupted(state, processes)
+    say(console, "stopped" if code == EXIT_OK else "the server or the worker stopped on its own")
+    raise typer.Exit(code)
+
+
+@app.command()
+def down() -> None:
+    """Stop the worker and the server that `plan2flow up --detach` started."""
+    from plan2flow.flows.server import stop
+
+    console, _ = consoles()
+    if not stop(progress=lambda line: say(console, line)):
+        say(console, "no plan2flow server is running")
+
+
+@app.command()
+def deploy(
+    plans: PlansArg,
+    pool: Annotated[
+        str | None,
+        typer.Option("--pool", help="Work pool [default: the one `up` serves, or plan2flow]."),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Deployment name [default: the plan's name].")
+    ] = None,
+    param: ParamOpt = None,
+    prefect_yaml: Annotated[
+        Path | None,
+        typer.Option(
+            "--prefect-yaml",
+            help="Write the deployments into this prefect.yaml (for `prefect deploy`) and "
+            "the flows beside it, instead of deploying.",
+        ),
+    ] = None,
+) -> None:
+    """Compile plans and create or update one Prefect deployment each, with the plan's
+    schedule, parameters and description, versioned by the graph hash.
+
+    Every plan is compiled and checked first; nothing is deployed unless all pass."""
+    console, err = consoles()
+    outcomes = check_all(plans, strict=False)
+    report(outcomes, Format.human, console, err)
+    code = exit_code(outcomes)
+    if code != EXIT_OK:
+        raise typer.Exit(code)
+    from plan2flow.flows.launch import LaunchError, parse_params, prefect_environment
+    from plan2flow.flows.server import running
+
+    prefect_environment()
+    from plan2flow.flows.deployments import DeployError, Target, preflight
+
+    local = running()
+    chosen_pool = pool or (local.pool if local else "plan2flow")
+    targets = []
+    problems = []
+    declared_anywhere = {n for o in outcomes if o.result for n in o.result.graph.document["params"]}
+    for pair in param or []:
+        if pair.partition("=")[0] not in declared_anywhere:
+            problems.append(f"--param {pair!r}: no plan has this parameter")
+    for o in outcomes:
+        assert o.result is not None
+        graph = o.result.graph
+        mine = [p for p in param or [] if p.partition("=")[0] in graph.document["params"]]
+        try:
+            values = parse_params(mine, graph.document["params"], require_all=False)
+        except LaunchError as error:
+            values = {}
+            problems.append(f"{o.path}: {error}")
+        target = Target(
+            str(o.path), graph, o.result.flow_source, name or graph.name, chosen_pool, values
+        )
+        problems += [f"{o.path}: {problem}" for problem in preflight(target)]
+        targets.append(target)
+    if problems:
+        for line in problems:
+            say(err, line)
+        raise _fail(err, "nothing was deployed", 1)
+    if prefect_yaml is not None:
+        _write_prefect_yaml(prefect_yaml, targets, console, err)
+        return
+    api_url = _require_server(err)
+    import httpx
+
+    from plan2flow.flows.deployments import check_pool
+    from plan2flow.flows.deployments import deploy as deploy_target
+    from plan2flow.flows.server import api_settings
+
+    try:
+        with api_settings(api_url):
+            check_pool(chosen_pool)
+            results = [deploy_target(target) for target in targets]
+    except DeployError as error:
+        raise _fail(err, str(error)) from None
+    except httpx.HTTPError as error:
+        raise _fail(err, f"the Prefect server at {api_url} failed: {error}") from None
+    ui = _ui_url(api_url)
+    for result in results:
+        target = result.target
+        say(
+            console,
+            f"{target.source} → deployment {target.full_name}: {result.change} "
+            f"(version {target.graph.hash[:19]}…, pool {target.pool})",
+        )
+        for line in result.details:
+            say(console, f"  {line}")
+        say(console, f"  {ui}/deployments/deployment/{result.deployment_id}")
+
+
+def _write_prefect_yaml(path: Path, targets: list[Any], console: Console, err: Console) -> None:
+    from plan2flow.compiler.codegen import flow_file_name, graph_file_name
+    from plan2flow.compiler.files import write_all_atomic
+    from plan2flow.flows.prefect_yaml import merge_deployments
+
+    try:
+        existing = path.read_text(encoding="utf-8") if path.exists() else None
+        text = merge_deployments(existing, targets)
+    except (OSError, ValueError) as error:
+        raise _fail(err, f"{path}: {error}") from None
+    directory = path.parent
+    writes = [(path, text)]
+    for target in targets:
+        writes.append((directory / graph_file_name(target.graph.name), target.graph.text))
+        writes.append((directory / flow_file_name(target.graph.name), target.flow_source))
+    write_all_atomic(writes)
+    for target in targets:
+        say(console, f"{target.source} → {path}: deployment {target.full_name}")
+    say(console, f"deploy with: cd {directory} && prefect --no-prompt deploy --all")
+
+
+def _untyped(pairs: list[str]) -> dict[str, Any]:
+    """`k=v` pairs for a plan known only by name: JSON values where they parse, else strings."""
+    import json
+
+    from plan2flow.flows.launch import LaunchError
+
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise LaunchError(f"--param {pair!r}: expected NAME=VALUE")
+        try:
+            values[key] = json.loads(raw)
+        except ValueError:
+            values[key] = raw
+    return values
+
+
+def _flow_name(plan: str, err: Console) -> tuple[str, dict[str, Any]]:
+    """A plan file, or a plan's name: the flow's name and the plan's parameter declarations."""
+    path = Path(plan)
+    if not path.exists():
+        return plan, {}
+    outcome = check(path, strict=False)
+    if outcome.result is None:
+        report([outcome], Format.human, Console(), err)
+        raise typer.Exit(exit_code([outcome]))
+    return outcome.result.graph.name, outcome.result.graph.document["params"]
+
+
+@app.command()
+def runs(
+    plan: Annotated[
+        str | None, typer.Argument(help="A plan file or a plan name [default: every plan].")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many runs.")] = 10,
+) -> None:
+    """List recent runs of deployed plans, newest first, with their states and UI links."""
+    console, err = consoles()
+    flow_name = _flow_name(plan, err)[0] if plan else None
+    api_url = _require_server(err)
+
+    from plan2flow.flows.remote import RemoteError, recent_runs
+
+    try:
+        found, upcoming = recent_runs(api_url, flow_name, limit)
+    except RemoteError as error:
+        raise _fail(err, str(error)) from None
+    ui = _ui_url(api_url)
+    if not found:
+        say(console, f"no runs of {flow_name or 'any deployed plan'} yet")
+    # Plain columns, links never wrapped: they stay whole in narrow terminals and CI logs.
+    for item in found:
+        say(
+            console,
+            f"{item.plan:<20} {item.name:<24} {item.state:<10} "
+            f"{item.started or item.scheduled or '':<23} {item.duration:>8}  "
+            f"{ui}/runs/flow-run/{item.id}",
+        )
+    for item in upcoming:
+        say(console, f"{item.plan:<20} next scheduled run: {item.scheduled}  ({item.name})")
+
+
+@app.command()
+def trigger(
+    plan: Annotated[str, typer.Argument(help="A plan file or a plan name.")],
+    param: ParamOpt = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Deployment name [default: the plan's name].")
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait for the run to finish; exit 1 unless it completes.")
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=1, help="Seconds to wait with --wait.")
+    ] = 3600,
+) -> None:
+    """Start a run of a plan's deployment now."""
+    console, err = consoles()
+    flow_name, declared = _flow_name(plan, err)
+    api_url = _require_server(err)
+    from plan2flow.flows.launch import LaunchError, parse_params
+    from plan2flow.flows.remote import RemoteError, start_run, wait_for_run
+
+    try:
+        values = (
+            parse_params(param or [], declared, require_all=False)
+            if declared
+            else _untyped(param or [])
+        )
+        flow_run = start_run(api_url, f"{flow_name}/{name or flow_name}", values)
+    except (LaunchError, RemoteError) as error:
+        raise _fail(err, str(error)) from None
+    ui = _ui_url(api_url)
+    say(console, f"flow run {flow_run.name} ({flow_run.id}) of {flow_name}: {flow_run.state}")
+    say(console, f"view it at {ui}/runs/flow-run/{flow_run.id}")
+    if not wait:
+        return
+    try:
+        final = wait_for_run(api_url, flow_run.id, timeout)
+    except RemoteError as error:
+        raise _fail(err, str(error), 1) from None
+    from rich.table import Table
+
+    table = Table("task", "state", title=f"{flow_name}: {final.state}", title_justify="left")
+    for task_id, state in final.tasks:
+        table.add_row(task_id, state)
+    console.print(table, soft_wrap=True)
+    raise typer.Exit(EXIT_OK if final.state == "Completed" else 1)
