@@ -41,20 +41,22 @@ def _at_file(item: Diagnostic, file: str) -> Diagnostic:
     return replace(item, file=file)
 
 
-def write_all_atomic(outputs: Sequence[tuple[Path, str]]) -> None:
-    """Write every file, or none: all go to temporary files first, then each is renamed in place.
+def write_all_atomic(outputs: Sequence[tuple[Path, str | bytes]]) -> None:
+    """Write every file (text as UTF-8), or none: all go to temporary files first, then each is
+    renamed in place.
 
     A rename within one directory is atomic, so a reader sees the old file or the new one, never
     a torn one; if writing any temporary file fails, nothing is renamed and temporaries are removed.
     """
     staged: list[tuple[str, Path]] = []
     try:
-        for path, text in outputs:
+        for path, content in outputs:
+            data = content.encode("utf-8") if isinstance(content, str) else content
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
             staged.append((temp, path))
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-                handle.write(text)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.chmod(temp, 0o644)

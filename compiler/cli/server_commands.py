@@ -80,7 +80,7 @@ def up(
     console, err = consoles()
     config = ServerConfig(host=host, port=port, pool=pool, database_url=database_url)
     try:
-        state, processes = start(config, progress=lambda line: say(console, line), timeout=timeout)
+        state, pids = start(config, progress=lambda line: say(console, line), timeout=timeout)
     except ServerError as error:
         raise _fail(err, str(error)) from None
     say(console, f"Prefect UI:  {state.ui_url}")
@@ -93,7 +93,7 @@ def up(
         say(console, "running in the background; stop it with `plan2flow down`")
         return
     say(console, "press Ctrl-C to stop")
-    code = wait_until_interrupted(state, processes)
+    code = wait_until_interrupted(pids)
     say(console, "stopped" if code == EXIT_OK else "the server or the worker stopped on its own")
     raise typer.Exit(code)
 
