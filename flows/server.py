@@ -16,7 +16,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -108,11 +107,15 @@ def prefect_executable() -> str:
     return found
 
 
-def server_environment(home: Path, config: ServerConfig) -> dict[str, str]:
-    """The server's environment: state under the home, no telemetry, large-plan batches."""
+def server_environment(home: Path, config: ServerConfig, api_url: str) -> dict[str, str]:
+    """The server's environment: state under the home, no telemetry, large-plan batches.
+
+    The UI finds the API through PREFECT_UI_API_URL, which otherwise points at port 4200
+    whatever port the server listens on."""
     env = {**os.environ, **QUIET_SETTINGS, **LARGE_PLAN_SETTINGS}
     env["PREFECT_HOME"] = str(home / "prefect")
     env.pop("PREFECT_API_URL", None)
+    env.setdefault("PREFECT_UI_API_URL", api_url)
     if config.database_url:
         env["PREFECT_API_DATABASE_CONNECTION_URL"] = config.database_url
     return env
@@ -177,9 +180,16 @@ def _tail(path: Path, limit: int = 2000) -> str:
         return ""
 
 
-def _wait_healthy(
-    api_url: str, process: subprocess.Popen[bytes], log: Path, timeout: float
-) -> None:
+def _exited(pid: int) -> bool:
+    """Whether a child has exited (and reap it); a process that is not our child: whether gone."""
+    try:
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return not _is_prefect_process(pid)
+    return reaped == pid
+
+
+def _wait_healthy(api_url: str, pid: int, log: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -187,7 +197,7 @@ def _wait_healthy(
                 return
         except httpx.HTTPError:
             pass
-        if process.poll() is not None:
+        if _exited(pid):
             raise ServerError(f"the Prefect server exited at start; its log ends:\n{_tail(log)}")
         if time.monotonic() > deadline:
             raise ServerError(f"the Prefect server was not healthy after {timeout:.0f} s ({log})")
@@ -228,9 +238,7 @@ def ensure_work_pool(name: str) -> str:
         return "exists"
 
 
-def _wait_worker_online(
-    pool: str, process: subprocess.Popen[bytes], log: Path, timeout: float
-) -> None:
+def _wait_worker_online(pool: str, pid: int, log: Path, timeout: float) -> None:
     """Wait until the pool reports a worker (the pool turns READY on its first heartbeat)."""
     from prefect.client.orchestration import get_client
 
@@ -239,24 +247,31 @@ def _wait_worker_online(
         while True:
             if client.read_work_pool(pool).status == "READY":
                 return
-            if process.poll() is not None:
+            if _exited(pid):
                 raise ServerError(f"the worker exited at start; its log ends:\n{_tail(log)}")
             if time.monotonic() > deadline:
                 raise ServerError(f"the worker did not come online after {timeout:.0f} s ({log})")
             time.sleep(0.5)
 
 
-def _spawn(argv: list[str], env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
+def _spawn(argv: list[str], env: Mapping[str, str], log: Path) -> int:
+    """Start a process in a session of its own, output appended to `log`; return its pid.
+
+    posix_spawn rather than Popen: with `--detach` the processes outlive this one, and a Popen
+    object would warn that its process is still running when it is collected.
+    """
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            argv,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    return os.posix_spawn(
+        argv[0],
+        argv,
+        dict(env),
+        file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
+            (os.POSIX_SPAWN_DUP2, 1, 2),
+        ],
+        setsid=True,
+    )
 
 
 def start(
@@ -264,7 +279,7 @@ def start(
     home: Path | None = None,
     progress: Callable[[str], None] = lambda _: None,
     timeout: float = 120,
-) -> tuple[LocalServer, list[subprocess.Popen[bytes]]]:
+) -> tuple[LocalServer, list[int]]:
     """Start the server, the work pool, the worker and the agent blocks; record the state.
 
     Everything started is stopped again when a later step fails, so a failed `up` leaves nothing.
@@ -287,12 +302,12 @@ def start(
     logs = home / "logs"
     server_log, worker_log = logs / "server.log", logs / "worker.log"
     prefect = prefect_executable()
-    started: list[subprocess.Popen[bytes]] = []
+    started: list[int] = []
     try:
         progress(f"starting the Prefect server on {ui_url} (log: {server_log})")
         server = _spawn(
             [prefect, "server", "start", "--host", config.host, "--port", str(config.port)],
-            server_environment(home, config),
+            server_environment(home, config, api_url),
             server_log,
         )
         started.append(server)
@@ -312,14 +327,14 @@ def start(
                     worker_log,
                 )
                 started.insert(0, worker)
-                worker_pid = worker.pid
+                worker_pid = worker
                 _wait_worker_online(config.pool, worker, worker_log, timeout)
         database = redact(config.database_url) if config.database_url else "SQLite (plan2flow home)"
         state = LocalServer(
             api_url=api_url,
             ui_url=ui_url,
             pool=config.pool,
-            server_pid=server.pid,
+            server_pid=server,
             worker_pid=worker_pid,
             database=database,
             logs=(str(server_log), str(worker_log)),
@@ -327,8 +342,8 @@ def start(
         write_all_atomic([(state_path(home), state.to_json())])
         return state, started
     except BaseException:
-        for process in started:
-            _stop_pid(process.pid)
+        for pid in started:
+            _stop_pid(pid)
         raise
 
 
@@ -342,13 +357,7 @@ def _stop_pid(pid: int, grace: float = 20) -> bool:
         return False
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        try:
-            reaped, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            reaped = 0
-            if not _is_prefect_process(pid):
-                return True
-        if reaped == pid:
+        if _exited(pid):
             return True
         time.sleep(0.2)
     with contextlib.suppress(ProcessLookupError):  # pragma: no cover - it ignored SIGTERM
@@ -376,10 +385,11 @@ def stop(home: Path | None = None, progress: Callable[[str], None] = lambda _: N
 
 
 def wait_until_interrupted(
-    state: LocalServer, processes: list[subprocess.Popen[bytes]], home: Path | None = None
+    pids: list[int], ready: Callable[[], None] = lambda: None, home: Path | None = None
 ) -> int:
     """Run in the foreground until Ctrl-C or SIGTERM, then stop the worker and the server.
 
+    `ready` is called once the signals are caught, so a Ctrl-C right after it is never lost.
     Returns 0 after a requested stop, 1 when the server or the worker died on its own.
     """
     requested: list[int] = []
@@ -389,12 +399,14 @@ def wait_until_interrupted(
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while not requested and all(p.poll() is None for p in processes):
+        ready()
+        died: list[int] = []
+        while not requested and not died:
+            died = [pid for pid in pids if _exited(pid)]
             time.sleep(0.2)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    died = [p for p in processes if p.poll() is not None]
     stop(home)
     return 0 if requested and not died else 1
 

@@ -92,8 +92,7 @@ def up(
     if detach:
         say(console, "running in the background; stop it with `plan2flow down`")
         return
-    say(console, "press Ctrl-C to stop")
-    code = wait_until_interrupted(pids)
+    code = wait_until_interrupted(pids, ready=lambda: say(console, "press Ctrl-C to stop"))
     say(console, "stopped" if code == EXIT_OK else "the server or the worker stopped on its own")
     raise typer.Exit(code)
 

@@ -1,0 +1,329 @@
+"""The Prefect server path end to end, on SQLite and on PostgreSQL: `plan2flow up` starts a real
+server and a real process worker; plans are deployed, scheduled, triggered, listed, redeployed,
+looked at in the Prefect UI with headless Chromium, and `plan2flow down` stops it all."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from browser import CHROMIUM, chromium
+from support import need_service
+from typer.testing import CliRunner
+
+from plan2flow.compiler import compile_plan
+from plan2flow.compiler.cli import app
+
+ROOT = Path(__file__).parents[1]
+BIN = Path(sys.executable).parent
+ARTIFACTS = ROOT / "build" / "test-artifacts"
+PLAN = """\
+apiVersion: plan2flow/v1
+kind: Plan
+metadata:
+  name: greetings
+  description: Greet someone, then count the bytes.
+params:
+  who: {type: string, default: world, description: Who to greet.}
+  times: {type: integer, default: 1}
+schedule:
+  cron: "0 3 * * *"
+  timezone: Europe/Berlin
+tasks:
+  - id: greet
+    type: shell
+    params: {argv: ['echo "Hello, ${{ params.who }}!" > "${{ outputs.greeting }}"'], shell: true}
+    outputs: [greeting]
+  - id: count
+    type: shell
+    params: {argv: [wc, -c, "${{ inputs.text }}"]}
+    inputs: {text: greet.greeting}
+  - {id: done, type: noop, depends_on: [count]}
+"""
+TASK_IDS = {"greet", "count", "done"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def postgres_available() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class Local:
+    """A server started by `plan2flow up --detach` for this module."""
+
+    home: Path
+    api: str
+    ui: str
+    env: dict[str, str | None]
+    plan: Path
+
+    def cli(self, *args: str) -> Any:
+        result = CliRunner().invoke(app, list(args), env=self.env)
+        if result.exception and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return result
+
+    def get(self, path: str) -> Any:
+        response = httpx.get(f"{self.api}{path}", timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        response = httpx.post(f"{self.api}{path}", json=body, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def local(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Local]:
+    backend = request.param
+    database: str | None = None
+    if backend == "postgresql":
+        need_service(postgres_available(), "PostgreSQL is not running on 127.0.0.1:5432")
+        import psycopg
+
+        database = f"plan2flow_test_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as c:
+            c.execute(f'CREATE DATABASE "{database}"')
+    home = tmp_path_factory.mktemp(f"home-{backend}")
+    plan = home.parent / f"plan-{backend}" / "greetings.yaml"
+    plan.parent.mkdir()
+    plan.write_text(PLAN, encoding="utf-8")
+    saved = dict(os.environ)
+    env: dict[str, str | None] = {
+        "PLAN2FLOW_HOME": str(home),
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "PREFECT_API_URL": None,
+    }
+    port = free_port()
+    args = ["up", "--detach", "--port", str(port), "--pool", "plan2flow-test"]
+    if database:
+        args += ["--database-url", f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}"]
+    server = Local(home, f"http://127.0.0.1:{port}/api", f"http://127.0.0.1:{port}", env, plan)
+    try:
+        result = server.cli(*args)
+        assert result.exit_code == 0, result.output
+        yield server
+    finally:
+        CliRunner().invoke(app, ["down"], env=env)
+        os.environ.clear()
+        os.environ.update(saved)
+        if database:
+            import psycopg
+
+            with psycopg.connect(
+                "host=127.0.0.1 user=postgres dbname=postgres", autocommit=True
+            ) as c:
+                c.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+def graph_hash(text: str) -> str:
+    return compile_plan(text, "greetings.yaml").graph.hash
+
+
+def deployment(local: Local) -> dict[str, Any]:
+    return dict(local.get("/deployments/name/greetings/greetings"))
+
+
+def test_up_serves_the_api_a_ready_pool_and_the_agent_blocks(local: Local) -> None:
+    assert local.get("/health") is True
+    pool = local.get("/work_pools/plan2flow-test")
+    assert pool["type"] == "process"
+    assert pool["status"] == "READY"  # a worker is polling it
+    assert local.get("/block_types/slug/plan2flow-tester")["slug"] == "plan2flow-tester"
+    again = local.cli("up", "--detach", "--port", str(free_port()))
+    assert again.exit_code == 2
+    assert "already running" in again.output
+
+
+def test_deploy_creates_the_deployment_with_schedule_params_and_version(local: Local) -> None:
+    result = local.cli("deploy", str(local.plan))
+    assert result.exit_code == 0, result.output
+    assert "deployment greetings/greetings: created" in result.output
+    found = deployment(local)
+    assert found["version"] == graph_hash(PLAN)
+    assert found["work_pool_name"] == "plan2flow-test"
+    assert found["description"] == "Greet someone, then count the bytes."
+    assert found["entrypoint"] == "greetings_flow.py:greetings"
+    assert found["tags"] == ["plan2flow"]
+    schema = found["parameter_openapi_schema"]["properties"]
+    assert schema["who"]["default"] == "world"
+    assert schema["who"]["type"] == "string"
+    assert schema["times"]["type"] == "integer"
+    [schedule] = found["schedules"]
+    assert schedule["schedule"]["cron"] == "0 3 * * *"
+    assert schedule["schedule"]["timezone"] == "Europe/Berlin"
+    assert schedule["active"] is True
+
+    deadline = time.monotonic() + 90
+    scheduled: list[Any] = []
+    while not scheduled and time.monotonic() < deadline:
+        scheduled = local.post(
+            "/flow_runs/filter",
+            {
+                "deployments": {"id": {"any_": [found["id"]]}},
+                "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}},
+                "limit": 5,
+            },
+        )
+        time.sleep(1)
+    assert scheduled, "the scheduler created no runs for the cron schedule"
+    assert all(run["expected_start_time"].endswith(":00Z") for run in scheduled)
+
+
+def test_deploying_an_unchanged_plan_changes_nothing(local: Local) -> None:
+    before = deployment(local)
+    result = local.cli("deploy", str(local.plan))
+    assert result.exit_code == 0, result.output
+    assert "greetings/greetings: unchanged" in result.output
+    assert deployment(local)["updated"] == before["updated"]
+
+
+def test_a_triggered_run_completes_with_the_plans_task_ids(local: Local) -> None:
+    result = local.cli("trigger", str(local.plan), "--param", "who=server", "--wait")
+    assert result.exit_code == 0, result.output
+    assert "greetings: Completed" in result.output
+    run_id = result.output.split("view it at ")[1].split()[0].rsplit("/", 1)[1]
+    run = local.get(f"/flow_runs/{run_id}")
+    assert run["parameters"] == {"who": "server"}
+    assert run["state"]["type"] == "COMPLETED"
+    task_runs = local.post(
+        "/task_runs/filter", {"flow_runs": {"id": {"any_": [run_id]}}, "limit": 50}
+    )
+    assert {t["name"] for t in task_runs} == TASK_IDS
+    assert all(t["state"]["type"] == "COMPLETED" for t in task_runs)
+
+    listed = local.cli("runs", str(local.plan))
+    assert listed.exit_code == 0, listed.output
+    assert f"{local.ui}/runs/flow-run/{run_id}" in listed.output
+    assert "Completed" in listed.output
+    assert "next scheduled run" in listed.output
+    every = local.cli("runs", "-n", "1")
+    assert every.output.count("/runs/flow-run/") == 1
+
+
+def test_the_prefect_ui_shows_the_runs_tasks(local: Local, request: pytest.FixtureRequest) -> None:
+    need_service(CHROMIUM is not None, "chromium is not installed (make system-deps installs it)")
+    [run] = local.post(
+        "/flow_runs/filter",
+        {
+            "deployments": {"name": {"any_": ["greetings"]}},
+            "flow_runs": {"state": {"type": {"any_": ["COMPLETED"]}}},
+            "limit": 1,
+        },
+    )
+    backend = request.node.callspec.params["local"]
+    with chromium() as page:
+        page.open(f"{local.ui}/runs/flow-run/{run['id']}")
+        header = page.wait_for_text([run["name"], "3 Task runs", "greetings", "plan2flow-test"])
+        assert run["name"] in header and "greetings" in header and "3 Task runs" in header
+        page.screenshot(ARTIFACTS / f"prefect-ui-flow-run-{backend}.png")
+        assert page.click_text("Task Runs")
+        text = page.wait_for_text(sorted(TASK_IDS))
+        page.screenshot(ARTIFACTS / f"prefect-ui-task-runs-{backend}.png")
+    assert set(text.split()) >= TASK_IDS
+
+
+def test_deploying_a_modified_plan_bumps_the_version(local: Local) -> None:
+    changed = PLAN.replace("default: world", "default: team")
+    local.plan.write_text(changed, encoding="utf-8")
+    result = local.cli("deploy", str(local.plan))
+    assert result.exit_code == 0, result.output
+    assert "greetings/greetings: updated" in result.output
+    assert f"version: '{graph_hash(PLAN)}' → '{graph_hash(changed)}'" in result.output
+    found = deployment(local)
+    assert found["version"] == graph_hash(changed)
+    assert found["parameter_openapi_schema"]["properties"]["who"]["default"] == "team"
+    [step] = found["pull_steps"]
+    source = Path(step["prefect.deployments.steps.set_working_directory"]["directory"])
+    assert (source / "greetings_flow.py").exists()
+    assert source.parent == local.home / "deployments" / "greetings"
+
+
+def test_prefect_deploy_accepts_the_written_prefect_yaml(local: Local, tmp_path: Path) -> None:
+    target = tmp_path / "project" / "prefect.yaml"
+    result = local.cli(
+        "deploy", str(local.plan), "--prefect-yaml", str(target), "--name", "from-yaml"
+    )
+    assert result.exit_code == 0, result.output
+    assert (target.parent / "greetings_flow.py").exists()
+    done = subprocess.run(
+        [str(BIN / "prefect"), "--no-prompt", "deploy", "--all"],
+        cwd=target.parent,
+        env={**os.environ, "PREFECT_API_URL": local.api, "PREFECT_HOME": str(tmp_path / "p")},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = local.get("/deployments/name/greetings/from-yaml")
+    assert found["version"] == deployment(local)["version"]
+    assert found["schedules"][0]["schedule"]["cron"] == "0 3 * * *"
+    assert found["work_pool_name"] == "plan2flow-test"
+
+
+def test_down_stops_the_worker_then_the_server(local: Local) -> None:
+    state = (local.home / "server.json").read_text()
+    result = local.cli("down")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("stopped the worker")
+    assert lines[1].startswith("stopped the Prefect server")
+    assert not (local.home / "server.json").exists()
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{local.api}/health", timeout=2)
+    assert "server_pid" in state
+    assert "no plan2flow server is running" in local.cli("down").output
+
+
+def test_up_in_the_foreground_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "PLAN2FLOW_HOME": str(tmp_path / "home")}
+    env.pop("PREFECT_API_URL", None)
+    process = subprocess.Popen(
+        [str(BIN / "plan2flow"), "up", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if "press Ctrl-C" in line:
+            break
+    assert any(f"Prefect UI:  http://127.0.0.1:{port}" in line for line in seen), seen
+    state = (tmp_path / "home" / "server.json").read_text()
+    process.send_signal(signal.SIGINT)
+    rest = process.communicate(timeout=60)[0]
+    assert process.returncode == 0, rest
+    assert "stopped" in rest
+    pids = json.loads(state)
+    for pid in (pids["worker_pid"], pids["server_pid"]):
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
