@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from plan2flow.compiler.graph.taskgraph import TaskGraph
 from .home import plan2flow_home
 
 DEPLOYMENT_TAG = "plan2flow"
+SET_WORKING_DIRECTORY = "prefect.deployments.steps.set_working_directory"
 # Interval schedules count from a fixed anchor, so deploying again does not shift them.
 INTERVAL_ANCHOR = datetime.datetime(2000, 1, 1)
 
@@ -230,7 +232,32 @@ def deploy(target: Target, home: Path | None = None) -> Deployed:
     deployment_id = deployment.apply(work_pool_name=target.pool)
     if existing is None:
         return Deployed(target, "created", (), str(deployment_id))
-    return Deployed(target, "updated", tuple(changed), str(deployment_id))
+    return Deployed(
+        target, "updated", (*changed, *graph_changes(existing, target)), str(deployment_id)
+    )
+
+
+def graph_changes(existing: Any, target: Target) -> list[str]:
+    """What changed in the graph since the deployed version, read from its source directory."""
+    from plan2flow.compiler.review.diff import diff_graphs
+    from plan2flow.compiler.review.diff_format import summary
+
+    directory = next(
+        (
+            step[SET_WORKING_DIRECTORY]["directory"]
+            for step in existing.pull_steps or []
+            if SET_WORKING_DIRECTORY in step
+        ),
+        None,
+    )
+    if directory is None:
+        return []
+    try:
+        text = (Path(directory) / graph_file_name(target.graph.name)).read_text(encoding="utf-8")
+        before = json.loads(text)
+    except (OSError, ValueError):
+        return []
+    return [f"graph: {summary(diff_graphs(before, target.graph.document))}"]
 
 
 def check_pool(pool: str) -> None:

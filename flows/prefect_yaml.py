@@ -70,7 +70,9 @@ def merge_deployments(existing: str | None, targets: Sequence[Target]) -> str:
         if not isinstance(loaded, dict):
             raise ValueError("not a prefect.yaml (expected a mapping at the top)")
         document = loaded
-    entries = document.get("deployments") or []
+    entries = document.get("deployments")
+    if entries is None:
+        entries = []
     if not isinstance(entries, list):
         raise ValueError("`deployments` is not a list")
     for target in targets:

@@ -224,6 +224,9 @@ def test_a_triggered_run_completes_with_the_plans_task_ids(local: Local) -> None
     assert "next scheduled run" in listed.output
     every = local.cli("runs", "-n", "1")
     assert every.output.count("/runs/flow-run/") == 1
+    unknown = local.cli("trigger", "nope")
+    assert unknown.exit_code == 2
+    assert "no deployment 'nope/nope' on the server" in unknown.output
 
 
 def test_the_prefect_ui_shows_the_runs_tasks(local: Local, request: pytest.FixtureRequest) -> None:
@@ -255,6 +258,7 @@ def test_deploying_a_modified_plan_bumps_the_version(local: Local) -> None:
     assert result.exit_code == 0, result.output
     assert "greetings/greetings: updated" in result.output
     assert f"version: '{graph_hash(PLAN)}' → '{graph_hash(changed)}'" in result.output
+    assert "graph: plan: 1 changed" in result.output  # the default of `who`
     found = deployment(local)
     assert found["version"] == graph_hash(changed)
     assert found["parameter_openapi_schema"]["properties"]["who"]["default"] == "team"
