@@ -7,6 +7,7 @@ an existing file (its build, push and pull steps, other deployments) is kept as 
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,22 +39,23 @@ def _schedules(target: Target) -> list[dict[str, Any]]:
     return [entry]
 
 
-def deployment_entry(target: Target) -> dict[str, Any]:
-    """One `deployments:` item of prefect.yaml."""
+def deployment_entry(target: Target, entrypoint: str | None = None) -> dict[str, Any]:
+    """One `deployments:` item of prefect.yaml; `entrypoint` is relative to the file."""
     return {
         "name": target.name,
         "version": target.graph.hash,
         "tags": [DEPLOYMENT_TAG],
         "description": target.graph.document["plan"]["description"] or None,
-        "entrypoint": target.entrypoint,
+        "entrypoint": entrypoint or target.entrypoint,
         "parameters": dict(sorted(target.parameters.items())),
         "work_pool": {"name": target.pool, "work_queue_name": None, "job_variables": {}},
         "schedules": _schedules(target),
     }
 
 
-def merge_deployments(existing: str | None, targets: Sequence[Target]) -> str:
-    """The prefect.yaml text with the targets' entries added or replaced."""
+def merge_deployments(existing: str | None, targets: Sequence[Target], flows_dir: str = "") -> str:
+    """The prefect.yaml text with the targets' entries added or replaced; the flow modules are
+    in `flows_dir`, relative to the file."""
     from prefect import __version__ as prefect_version
 
     document: dict[str, Any]
@@ -76,7 +78,8 @@ def merge_deployments(existing: str | None, targets: Sequence[Target]) -> str:
     if not isinstance(entries, list):
         raise ValueError("`deployments` is not a list")
     for target in targets:
-        entry = deployment_entry(target)
+        entrypoint = posixpath.join(flows_dir, target.entrypoint) if flows_dir else None
+        entry = deployment_entry(target, entrypoint)
         for index, item in enumerate(entries):
             if (
                 isinstance(item, dict)

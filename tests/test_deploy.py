@@ -376,3 +376,44 @@ def test_commands_find_the_local_server_through_its_state(
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+ROOT = Path(__file__).parents[1]
+
+
+def test_the_prefect_yaml_example_is_what_the_command_writes(
+    tmp_path: Path, isolated: dict[str, str | None]
+) -> None:
+    """deploy/prefect.yaml: its entries are exactly those of `deploy --prefect-yaml -o build`."""
+    out = tmp_path / "prefect.yaml"
+    plans = [ROOT / "examples" / "plans" / n for n in ("hello.yaml", "data-pipeline.yaml")]
+    result = invoke(
+        isolated,
+        "deploy",
+        *map(str, plans),
+        "--param",
+        "day=2026-01-01",
+        "--prefect-yaml",
+        str(out),
+        "--output-dir",
+        str(tmp_path / "build"),
+    )
+    assert result.exit_code == 0, result.output
+    written = yaml.safe_load(out.read_text())
+    example = yaml.safe_load((ROOT / "deploy" / "prefect.yaml").read_text())
+    assert example["deployments"] == written["deployments"]
+    assert [d["entrypoint"] for d in written["deployments"]] == [
+        "build/hello_flow.py:hello",
+        "build/nightly_sales_flow.py:nightly_sales",
+    ]
+    assert (tmp_path / "build" / "nightly_sales_flow.py").exists()
+    assert "git_clone" in str(example["pull"])
+
+
+def test_the_work_pool_settings_are_those_up_creates() -> None:
+    from prefect.workers.process import ProcessWorker
+
+    settings = json.loads((ROOT / "deploy" / "work-pools" / "plan2flow-process.json").read_text())
+    assert settings["type"] == ProcessWorker.type == "process"
+    assert settings["name"] == server.DEFAULT_POOL
+    assert settings["base_job_template"] == ProcessWorker.get_default_base_job_template()

@@ -122,8 +122,16 @@ def deploy(
         Path | None,
         typer.Option(
             "--prefect-yaml",
-            help="Write the deployments into this prefect.yaml (for `prefect deploy`) and "
-            "the flows beside it, instead of deploying.",
+            help="Write the deployments into this prefect.yaml (for `prefect deploy`) "
+            "instead of deploying.",
+        ),
+    ] = None,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--output-dir",
+            "-o",
+            help="With --prefect-yaml: where to write the flows [default: beside the file].",
         ),
     ] = None,
 ) -> None:
@@ -170,7 +178,7 @@ def deploy(
             say(err, line)
         raise _fail(err, "nothing was deployed", 1)
     if prefect_yaml is not None:
-        _write_prefect_yaml(prefect_yaml, targets, console, err)
+        _write_prefect_yaml(prefect_yaml, output_dir, targets, console, err)
         return
     api_url = _require_server(err)
     import httpx
@@ -200,25 +208,29 @@ def deploy(
         say(console, f"  {ui}/deployments/deployment/{result.deployment_id}")
 
 
-def _write_prefect_yaml(path: Path, targets: list[Any], console: Console, err: Console) -> None:
+def _write_prefect_yaml(
+    path: Path, output_dir: Path | None, targets: list[Any], console: Console, err: Console
+) -> None:
     from plan2flow.compiler.codegen import flow_file_name, graph_file_name
     from plan2flow.compiler.files import write_all_atomic
     from plan2flow.flows.prefect_yaml import merge_deployments
 
+    directory = output_dir if output_dir is not None else path.parent
+    relative = os.path.relpath(directory.resolve(), path.parent.resolve())
+    flows_dir = "" if relative == "." else Path(relative).as_posix()
     try:
         existing = path.read_text(encoding="utf-8") if path.exists() else None
-        text = merge_deployments(existing, targets)
+        text = merge_deployments(existing, targets, flows_dir)
     except (OSError, ValueError) as error:
         raise _fail(err, f"{path}: {error}") from None
-    directory = path.parent
-    writes = [(path, text)]
+    writes: list[tuple[Path, str]] = [(path, text)]
     for target in targets:
         writes.append((directory / graph_file_name(target.graph.name), target.graph.text))
         writes.append((directory / flow_file_name(target.graph.name), target.flow_source))
     write_all_atomic(writes)
     for target in targets:
         say(console, f"{target.source} → {path}: deployment {target.full_name}")
-    say(console, f"deploy with: cd {directory} && prefect --no-prompt deploy --all")
+    say(console, f"deploy with: cd {path.parent} && prefect --no-prompt deploy --all")
 
 
 def _untyped(pairs: list[str]) -> dict[str, Any]:
