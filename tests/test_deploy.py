@@ -417,3 +417,26 @@ def test_the_work_pool_settings_are_those_up_creates() -> None:
     assert settings["type"] == ProcessWorker.type == "process"
     assert settings["name"] == server.DEFAULT_POOL
     assert settings["base_job_template"] == ProcessWorker.get_default_base_job_template()
+
+
+def test_runs_and_trigger_report_an_invalid_plan_file(
+    tmp_path: Path, isolated: dict[str, str | None]
+) -> None:
+    bad = write(tmp_path, "bad.yaml", plan_text("bad", "  - {id: a, type: nope}\n"))
+    for command in ("runs", "trigger"):
+        result = invoke(isolated, command, str(bad))
+        assert result.exit_code == 1, result.output
+        assert "P2F106" in result.output
+
+
+def test_deploy_to_an_unreachable_server_is_a_clear_error(
+    tmp_path: Path, isolated: dict[str, str | None]
+) -> None:
+    env = {**isolated, "PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api"}
+    result = invoke(env, "deploy", str(write(tmp_path, "plain.yaml", PLAIN)))
+    assert result.exit_code == 2, result.output
+    assert "plan2flow: the Prefect server at http://127.0.0.1:" in result.output
+    assert "Traceback" not in result.output
+    trigger = invoke(env, "trigger", "plain", "-p", "x")
+    assert trigger.exit_code == 2
+    assert "--param 'x': expected NAME=VALUE" in trigger.output

@@ -224,7 +224,7 @@ def test_a_triggered_run_completes_with_the_plans_task_ids(local: Local) -> None
     assert "next scheduled run" in listed.output
     every = local.cli("runs", "-n", "1")
     assert every.output.count("/runs/flow-run/") == 1
-    unknown = local.cli("trigger", "nope")
+    unknown = local.cli("trigger", "nope", "-p", "n=1", "-p", "word=a b")
     assert unknown.exit_code == 2
     assert "no deployment 'nope/nope' on the server" in unknown.output
 
