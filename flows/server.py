@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -238,20 +239,25 @@ def ensure_work_pool(name: str) -> str:
         return "exists"
 
 
-def _wait_worker_online(pool: str, pid: int, log: Path, timeout: float) -> None:
-    """Wait until the pool reports a worker (the pool turns READY on its first heartbeat)."""
-    from prefect.client.orchestration import get_client
-
+def _wait_worker_online(
+    api_url: str, pool: str, name: str, pid: int, log: Path, timeout: float
+) -> None:
+    """Wait for this worker's first heartbeat: the pool alone may still look ready from the
+    heartbeats of a worker that an earlier `up` started and `down` stopped."""
     deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
+    with httpx.Client(base_url=api_url, timeout=10) as client:
         while True:
-            if client.read_work_pool(pool).status == "READY":
+            response = client.post(
+                f"/work_pools/{pool}/workers/filter",
+                json={"workers": {"status": {"any_": ["ONLINE"]}}, "limit": 200, "offset": 0},
+            )
+            if response.is_success and any(w["name"] == name for w in response.json()):
                 return
             if _exited(pid):
                 raise ServerError(f"the worker exited at start; its log ends:\n{_tail(log)}")
             if time.monotonic() > deadline:
                 raise ServerError(f"the worker did not come online after {timeout:.0f} s ({log})")
-            time.sleep(0.5)
+            time.sleep(0.25)
 
 
 def _spawn(argv: list[str], env: Mapping[str, str], log: Path) -> int:
@@ -321,14 +327,16 @@ def start(
             worker_pid = None
             if config.worker:
                 progress(f"starting a process worker for {config.pool!r} (log: {worker_log})")
+                name = f"plan2flow-{socket.gethostname()}-{secrets.token_hex(3)}"
+                command = ["worker", "start", "--pool", config.pool, "--type", "process"]
                 worker = _spawn(
-                    [prefect, "worker", "start", "--pool", config.pool, "--type", "process"],
+                    [prefect, *command, "--name", name],
                     worker_environment(home, api_url),
                     worker_log,
                 )
                 started.insert(0, worker)
                 worker_pid = worker
-                _wait_worker_online(config.pool, worker, worker_log, timeout)
+                _wait_worker_online(api_url, config.pool, name, worker, worker_log, timeout)
         database = redact(config.database_url) if config.database_url else "SQLite (plan2flow home)"
         state = LocalServer(
             api_url=api_url,

@@ -154,6 +154,8 @@ def test_up_serves_the_api_a_ready_pool_and_the_agent_blocks(local: Local) -> No
     pool = local.get("/work_pools/plan2flow-test")
     assert pool["type"] == "process"
     assert pool["status"] == "READY"  # a worker is polling it
+    workers = local.post("/work_pools/plan2flow-test/workers/filter", {"limit": 10})
+    assert [w["status"] for w in workers if w["name"].startswith("plan2flow-")] == ["ONLINE"]
     assert local.get("/block_types/slug/plan2flow-tester")["slug"] == "plan2flow-tester"
     again = local.cli("up", "--detach", "--port", str(free_port()))
     assert again.exit_code == 2
