@@ -190,19 +190,29 @@ def _exited(pid: int) -> bool:
     return reaped == pid
 
 
-def _wait_healthy(api_url: str, pid: int, log: Path, timeout: float) -> None:
+def _wait_until(
+    ready: Callable[[], bool], pid: int, log: Path, timeout: float, what: str, goal: str
+) -> None:
+    """Poll `ready` until it holds; fail early, with the log's tail, if `pid` exits first."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
+            if ready():
                 return
         except httpx.HTTPError:
             pass
         if _exited(pid):
-            raise ServerError(f"the Prefect server exited at start; its log ends:\n{_tail(log)}")
+            raise ServerError(f"{what} exited at start; its log ends:\n{_tail(log)}")
         if time.monotonic() > deadline:
-            raise ServerError(f"the Prefect server was not healthy after {timeout:.0f} s ({log})")
+            raise ServerError(f"{what} was not {goal} after {timeout:.0f} s ({log})")
         time.sleep(0.25)
+
+
+def _wait_healthy(api_url: str, pid: int, log: Path, timeout: float) -> None:
+    def healthy() -> bool:
+        return httpx.get(f"{api_url}/health", timeout=2).status_code == 200
+
+    _wait_until(healthy, pid, log, timeout, "the Prefect server", "healthy")
 
 
 @contextmanager
@@ -244,20 +254,13 @@ def _wait_worker_online(
 ) -> None:
     """Wait for this worker's first heartbeat: the pool alone may still look ready from the
     heartbeats of a worker that an earlier `up` started and `down` stopped."""
-    deadline = time.monotonic() + timeout
-    with httpx.Client(base_url=api_url, timeout=10) as client:
-        while True:
-            response = client.post(
-                f"/work_pools/{pool}/workers/filter",
-                json={"workers": {"status": {"any_": ["ONLINE"]}}, "limit": 200, "offset": 0},
-            )
-            if response.is_success and any(w["name"] == name for w in response.json()):
-                return
-            if _exited(pid):
-                raise ServerError(f"the worker exited at start; its log ends:\n{_tail(log)}")
-            if time.monotonic() > deadline:
-                raise ServerError(f"the worker did not come online after {timeout:.0f} s ({log})")
-            time.sleep(0.25)
+    query = {"workers": {"status": {"any_": ["ONLINE"]}}, "limit": 200, "offset": 0}
+
+    def online() -> bool:
+        response = httpx.post(f"{api_url}/work_pools/{pool}/workers/filter", json=query, timeout=10)
+        return response.is_success and any(w["name"] == name for w in response.json())
+
+    _wait_until(online, pid, log, timeout, "the worker", "online")
 
 
 def _spawn(argv: list[str], env: Mapping[str, str], log: Path) -> int:
