@@ -134,6 +134,39 @@ def preflight(target: Target) -> list[str]:
     return problems
 
 
+def plan_targets(
+    compiled: Sequence[tuple[str, TaskGraph, str]],
+    params: Sequence[str],
+    name: str | None,
+    pool: str,
+) -> tuple[list[Target], list[str]]:
+    """One target per compiled plan (source, graph, flow module), and every problem found.
+
+    Each `NAME=VALUE` goes to the plans that declare NAME, typed by their declaration; a
+    parameter that no plan declares is a problem rather than silently dropped.
+    """
+    from .launch import LaunchError, parse_params
+
+    declared = {n for _, graph, _ in compiled for n in graph.document["params"]}
+    problems = [
+        f"--param {pair!r}: no plan has this parameter"
+        for pair in params
+        if pair.partition("=")[0] not in declared
+    ]
+    targets = []
+    for source, graph, flow_source in compiled:
+        mine = [p for p in params if p.partition("=")[0] in graph.document["params"]]
+        try:
+            values = parse_params(mine, graph.document["params"], require_all=False)
+        except LaunchError as error:
+            values = {}
+            problems.append(f"{source}: {error}")
+        target = Target(source, graph, flow_source, name or graph.name, pool, values)
+        problems += [f"{source}: {problem}" for problem in preflight(target)]
+        targets.append(target)
+    return targets, problems
+
+
 def source_directory(graph: TaskGraph, home: Path | None = None) -> Path:
     digest = graph.hash.partition(":")[2][:16]
     return (home or plan2flow_home()) / "deployments" / graph.name / digest

@@ -440,3 +440,11 @@ def test_deploy_to_an_unreachable_server_is_a_clear_error(
     trigger = invoke(env, "trigger", "plain", "-p", "x")
     assert trigger.exit_code == 2
     assert "--param 'x': expected NAME=VALUE" in trigger.output
+
+
+def test_output_dir_goes_with_prefect_yaml(tmp_path: Path, isolated: dict[str, str | None]) -> None:
+    plan = write(tmp_path, "plain.yaml", PLAIN)
+    result = invoke(isolated, "deploy", str(plan), "--output-dir", str(tmp_path / "out"))
+    assert result.exit_code == 2
+    assert "--output-dir goes with --prefect-yaml" in result.output
+    assert not (tmp_path / "out").exists()

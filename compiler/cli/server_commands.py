@@ -145,34 +145,22 @@ def deploy(
     code = exit_code(outcomes)
     if code != EXIT_OK:
         raise typer.Exit(code)
-    from plan2flow.flows.launch import LaunchError, parse_params, prefect_environment
+    if output_dir is not None and prefect_yaml is None:
+        raise _fail(err, "--output-dir goes with --prefect-yaml")
+    from plan2flow.flows.launch import prefect_environment
     from plan2flow.flows.server import running
 
     prefect_environment()
-    from plan2flow.flows.deployments import DeployError, Target, preflight
+    from plan2flow.flows.deployments import DeployError, plan_targets
 
     local = running()
-    chosen_pool = pool or (local.pool if local else "plan2flow")
-    targets = []
-    problems = []
-    declared_anywhere = {n for o in outcomes if o.result for n in o.result.graph.document["params"]}
-    for pair in param or []:
-        if pair.partition("=")[0] not in declared_anywhere:
-            problems.append(f"--param {pair!r}: no plan has this parameter")
+    compiled = []
     for o in outcomes:
         assert o.result is not None
-        graph = o.result.graph
-        mine = [p for p in param or [] if p.partition("=")[0] in graph.document["params"]]
-        try:
-            values = parse_params(mine, graph.document["params"], require_all=False)
-        except LaunchError as error:
-            values = {}
-            problems.append(f"{o.path}: {error}")
-        target = Target(
-            str(o.path), graph, o.result.flow_source, name or graph.name, chosen_pool, values
-        )
-        problems += [f"{o.path}: {problem}" for problem in preflight(target)]
-        targets.append(target)
+        compiled.append((str(o.path), o.result.graph, o.result.flow_source))
+    targets, problems = plan_targets(
+        compiled, param or [], name, pool or (local.pool if local else "plan2flow")
+    )
     if problems:
         for line in problems:
             say(err, line)
@@ -189,7 +177,7 @@ def deploy(
 
     try:
         with api_settings(api_url):
-            check_pool(chosen_pool)
+            check_pool(targets[0].pool)
             results = [deploy_target(target) for target in targets]
     except DeployError as error:
         raise _fail(err, str(error)) from None
