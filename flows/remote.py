@@ -17,6 +17,8 @@ import httpx
 from .deployments import DEPLOYMENT_TAG
 
 PAGE = 200  # the server's PREFECT_API_DEFAULT_LIMIT
+# Without the plan's task ids, the task runs count as all there once none changed for this long.
+QUIET_SECONDS = 3.0
 
 
 class RemoteError(Exception):
@@ -182,9 +184,15 @@ FINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
 
 
 def wait_for_run(
-    api_url: str, flow_run_id: str, timeout: float, poll: float = 1.0, settle: float = 20
+    api_url: str,
+    flow_run_id: str,
+    timeout: float,
+    expected: frozenset[str] = frozenset(),
+    poll: float = 0.5,
+    settle: float = 20,
 ) -> FinishedRun:
-    """Poll until the run reaches a final state; then read its task runs."""
+    """Poll until the run reaches a final state; then read its task runs until the `expected`
+    task ids are there and final (or, without them, until they stop changing)."""
     deadline = time.monotonic() + timeout
     with Api(api_url) as api:
         while True:
@@ -198,17 +206,20 @@ def wait_for_run(
                     f"after {timeout:.0f} s"
                 )
             time.sleep(poll)
-        # Task runs are recorded from events, a few seconds behind the flow run's own state:
-        # read until two reads agree and every task run is final.
-        previous: list[tuple[str, str]] | None = None
-        give_up = time.monotonic() + settle
+        # Task runs are recorded from events, a few seconds behind the flow run's own state.
+        previous: list[tuple[str, str]] = []
+        changed = time.monotonic()
+        give_up = changed + settle
         while True:
             task_runs = _task_runs(api, flow_run_id)
             current = [(t["name"], (t.get("state") or {}).get("name", "")) for t in task_runs]
+            if current != previous:
+                previous, changed = current, time.monotonic()
             final = all((t.get("state") or {}).get("type") in FINAL for t in task_runs)
-            if (current and final and current == previous) or time.monotonic() > give_up:
+            seen = expected <= {name for name, _ in current} if expected else False
+            quiet = time.monotonic() - changed >= QUIET_SECONDS
+            if (current and final and (seen or quiet)) or time.monotonic() > give_up:
                 break
-            previous = current
             time.sleep(poll)
     return FinishedRun(state.get("name", ""), tuple(current))
 

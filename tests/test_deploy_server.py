@@ -219,6 +219,12 @@ def test_a_triggered_run_completes_with_the_plans_task_ids(local: Local) -> None
     assert {t["name"] for t in task_runs} == TASK_IDS
     assert all(t["state"]["type"] == "COMPLETED" for t in task_runs)
 
+    by_name = local.cli("trigger", "greetings", "-p", "who=by name", "-p", "times=2", "--wait")
+    assert by_name.exit_code == 0, by_name.output
+    assert all(task in by_name.output for task in TASK_IDS)
+    second = by_name.output.split("view it at ")[1].split()[0].rsplit("/", 1)[1]
+    assert local.get(f"/flow_runs/{second}")["parameters"] == {"who": "by name", "times": 2}
+
     listed = local.cli("runs", str(local.plan))
     assert listed.exit_code == 0, listed.output
     assert f"{local.ui}/runs/flow-run/{run_id}" in listed.output

@@ -239,16 +239,18 @@ def _untyped(pairs: list[str]) -> dict[str, Any]:
     return values
 
 
-def _flow_name(plan: str, err: Console) -> tuple[str, dict[str, Any]]:
-    """A plan file, or a plan's name: the flow's name and the plan's parameter declarations."""
+def _flow_name(plan: str, err: Console) -> tuple[str, dict[str, Any], list[str]]:
+    """A plan file, or a plan's name: the flow's name, the plan's parameter declarations and
+    its task ids (both empty when only the name is known)."""
     path = Path(plan)
     if not path.exists():
-        return plan, {}
+        return plan, {}, []
     outcome = check(path, strict=False)
     if outcome.result is None:
         report([outcome], Format.human, Console(), err)
         raise typer.Exit(exit_code([outcome]))
-    return outcome.result.graph.name, outcome.result.graph.document["params"]
+    document = outcome.result.graph.document
+    return outcome.result.graph.name, document["params"], [t["id"] for t in document["tasks"]]
 
 
 @app.command()
@@ -300,7 +302,7 @@ def trigger(
 ) -> None:
     """Start a run of a plan's deployment now."""
     console, err = consoles()
-    flow_name, declared = _flow_name(plan, err)
+    flow_name, declared, task_ids = _flow_name(plan, err)
     api_url = _require_server(err)
     from plan2flow.flows.launch import LaunchError, parse_params
     from plan2flow.flows.remote import RemoteError, start_run, wait_for_run
@@ -320,7 +322,7 @@ def trigger(
     if not wait:
         return
     try:
-        final = wait_for_run(api_url, flow_run.id, timeout)
+        final = wait_for_run(api_url, flow_run.id, timeout, frozenset(task_ids))
     except RemoteError as error:
         raise _fail(err, str(error), 1) from None
     from rich.table import Table
