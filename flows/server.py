@@ -196,11 +196,9 @@ def _wait_until(
     """Poll `ready` until it holds; fail early, with the log's tail, if `pid` exits first."""
     deadline = time.monotonic() + timeout
     while True:
-        try:
+        with contextlib.suppress(httpx.HTTPError):  # not listening yet: ask again
             if ready():
                 return
-        except httpx.HTTPError:
-            pass
         if _exited(pid):
             raise ServerError(f"{what} exited at start; its log ends:\n{_tail(log)}")
         if time.monotonic() > deadline:
