@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from .app import EXIT_USAGE, app, consoles
+from .app import EXIT_USAGE, app, consoles, say
 
 agents_app = typer.Typer(
     help="The agents that run the software-factory task types (Prefect Blocks).",
@@ -29,7 +29,7 @@ def agents_register() -> None:
 
     console, _ = consoles()
     for slug, change in register_all():
-        console.print(f"{slug}: {change}", markup=False, highlight=False)
+        say(console, f"{slug}: {change}")
 
 
 @agents_app.command("list")
@@ -68,9 +68,9 @@ def agents_unregister(
 
     console, err = consoles()
     try:
-        console.print(unregister(name), markup=False, highlight=False)
+        say(console, unregister(name))
     except KeyError as error:
-        err.print(f"plan2flow: {error.args[0]}", markup=False, highlight=False)
+        say(err, f"plan2flow: {error.args[0]}")
         raise typer.Exit(EXIT_USAGE) from None
 
 
@@ -108,7 +108,7 @@ def agents_health(
         results = check_agents.fn()
         for item in results:
             state = "ok" if item["healthy"] else f"unhealthy: {item['detail']}"
-            console.print(f"{item['agent']}: {state}", markup=False, highlight=False)
+            say(console, f"{item['agent']}: {state}")
         if not watch:
             raise typer.Exit(0 if all(i["healthy"] for i in results) else 1)
         time.sleep(interval)

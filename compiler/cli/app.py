@@ -29,6 +29,6 @@ def consoles() -> tuple[Console, Console]:
     return Console(), Console(stderr=True)
 
 
-def say(console: Console, text: str) -> None:
+def say(console: Console, text: str, end: str = "\n") -> None:
     """Print text as it is: no markup, no highlighting, no wrapping."""
-    console.print(text, markup=False, highlight=False, soft_wrap=True)
+    console.print(text, end=end, markup=False, highlight=False, soft_wrap=True)

@@ -16,7 +16,7 @@ from ..load import SourceMap
 from ..metrics import PlanMetrics, write_metrics
 from ..pipeline import CompileResult, compile_plan
 from ..report import format_human, format_json, format_sarif
-from .app import EXIT_INVALID, EXIT_OK, EXIT_USAGE, version
+from .app import EXIT_INVALID, EXIT_OK, EXIT_USAGE, say, version
 
 
 class Format(enum.StrEnum):
@@ -70,7 +70,8 @@ def check_all(paths: list[Path], strict: bool) -> list[Outcome]:
 def report(outcomes: list[Outcome], fmt: Format, console: Console, err: Console) -> None:
     diagnostics = sort_diagnostics(d for o in outcomes for d in o.diagnostics)
     if fmt is Format.json:
-        console.print(
+        say(
+            console,
             format_json(
                 [
                     {
@@ -86,19 +87,10 @@ def report(outcomes: list[Outcome], fmt: Format, console: Console, err: Console)
                 ]
             ),
             end="",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
         )
         return
     if fmt is Format.sarif:
-        console.print(
-            format_sarif(diagnostics, version()),
-            end="",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
+        say(console, format_sarif(diagnostics, version()), end="")
         return
     sources = {str(o.path): SourceMap(str(o.path), o.text) for o in outcomes}
 
@@ -107,22 +99,11 @@ def report(outcomes: list[Outcome], fmt: Format, console: Console, err: Console)
         return source.line_text(line) if source else ""
 
     if diagnostics:
-        err.print(
-            format_human(diagnostics, source_line),
-            end="",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
+        say(err, format_human(diagnostics, source_line), end="")
     errors = sum(d.severity == "error" for d in diagnostics)
     warnings = len(diagnostics) - errors
     if errors or warnings:
-        err.print(
-            f"{len(outcomes)} plan(s) checked: {errors} error(s), {warnings} warning(s)",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
+        say(err, f"{len(outcomes)} plan(s) checked: {errors} error(s), {warnings} warning(s)")
 
 
 def exit_code(outcomes: list[Outcome]) -> int:

@@ -12,7 +12,7 @@ from ..codegen import flow_file_name, graph_file_name
 from ..errors import diagnostic
 from ..files import write_all_atomic
 from ..schema import render_schema
-from .app import EXIT_OK, EXIT_USAGE, app, consoles
+from .app import EXIT_OK, EXIT_USAGE, app, consoles, say
 from .checking import (
     Format,
     FormatOpt,
@@ -42,7 +42,7 @@ def validate(
     if fmt is Format.human:
         for o in outcomes:
             if o.result is not None:
-                console.print(f"{o.path}: valid", markup=False, highlight=False)
+                say(console, f"{o.path}: valid")
     record_metrics(metrics_file, outcomes)
     raise typer.Exit(exit_code(outcomes))
 
@@ -109,24 +109,17 @@ def compile_command(
         try:
             write_all_atomic(writes)
         except OSError as error:
-            err.print(
-                f"plan2flow: cannot write outputs: {error}",
-                markup=False,
-                highlight=False,
-                soft_wrap=True,
-            )
+            say(err, f"plan2flow: cannot write outputs: {error}")
             raise typer.Exit(EXIT_USAGE) from None
         if fmt is Format.human:
             for o, (target, _) in zip(outcomes, writes[::2], strict=True):
                 assert o.result is not None
                 graph = o.result.graph
                 module = target.parent / flow_file_name(graph.name)
-                console.print(
+                say(
+                    console,
                     f"{o.path} → {target}, {module.name}  {len(graph.document['tasks'])} tasks, "
                     f"{len(graph.document['edges'])} edges  {graph.hash}",
-                    markup=False,
-                    highlight=False,
-                    soft_wrap=True,
                 )
     record_metrics(metrics_file, outcomes)
     raise typer.Exit(code)
@@ -140,7 +133,7 @@ def hash_command(plan: Annotated[Path, typer.Argument(help="A plan file.")]) -> 
     if outcome.result is None:
         report([outcome], Format.human, console, err)
         raise typer.Exit(exit_code([outcome]))
-    console.print(outcome.result.graph.hash, markup=False, highlight=False)
+    say(console, outcome.result.graph.hash)
 
 
 @app.command()

@@ -164,7 +164,7 @@ def _show_diagnostics(check: PlanCheck, err: Console) -> None:
         return
     source = SourceMap(str(check.plan), check.text)
     text = format_human(check.diagnostics, lambda _file, line: source.line_text(line))
-    err.print(text, end="", markup=False, highlight=False, soft_wrap=True)
+    say(err, text, end="")
 
 
 def _exit_status(checks: Sequence[PlanCheck]) -> int:

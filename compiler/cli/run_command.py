@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .app import EXIT_USAGE, app, consoles
+from .app import EXIT_USAGE, app, consoles, say
 from .checking import Format, check, exit_code, report
 
 
@@ -53,6 +53,6 @@ def run(
             console=console,
         )
     except (LaunchError, OSError) as error:
-        err.print(f"plan2flow: {error}", markup=False, highlight=False, soft_wrap=True)
+        say(err, f"plan2flow: {error}")
         raise typer.Exit(EXIT_USAGE) from None
     raise typer.Exit(code)
