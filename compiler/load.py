@@ -41,9 +41,9 @@ _RESOLVED: dict[str, str] = {}
 _MAX_RESOLVED = 4096
 
 
-class _Parser(_BaseLoader):  # type: ignore[misc]
-    """libyaml's parser, with the tag resolution of plain scalars memoised (plans repeat the same
-    words endlessly) and the path-resolver bookkeeping dropped (none are registered)."""
+class _ResolveFast:
+    """Tag resolution of plain scalars memoised (plans repeat the same words endlessly) and the
+    path-resolver bookkeeping dropped (none are registered)."""
 
     def descend_resolver(self, current_node: Any, current_index: Any) -> None:
         return None
@@ -54,7 +54,16 @@ class _Parser(_BaseLoader):  # type: ignore[misc]
     def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
         if kind is ScalarNode:
             return _resolve_scalar(value, implicit)
-        return str(super().resolve(kind, value, implicit))
+        return str(super().resolve(kind, value, implicit))  # type: ignore[misc]
+
+
+class _Parser(_ResolveFast, _BaseLoader):  # type: ignore[misc]
+    """libyaml's parser: the one that reads plans."""
+
+
+class _PureParser(_ResolveFast, yaml.SafeLoader):
+    """PyYAML's pure-Python parser: the same events and marks as libyaml's, without libyaml's own
+    nesting limit; used only to place P2F005 where libyaml stopped first."""
 
 
 _RESOLVER: Any = yaml.resolver.Resolver()
@@ -451,8 +460,8 @@ class _Builder:
 
     # --- the event loop ----------------------------------------------------------------------
 
-    def build(self, text: str) -> Any:
-        parser = _Parser(text)
+    def build(self, text: str, parser_class: type[Any] = _Parser) -> Any:
+        parser = parser_class(text)
         try:
             return self._events(parser)
         finally:
@@ -733,6 +742,33 @@ def _yaml_error(error: yaml.YAMLError, filename: str, text: str) -> Diagnostic:
     )
 
 
+def _is_libyaml_nesting_limit(error: yaml.YAMLError) -> bool:
+    """libyaml 0.2.5 as bundled since PyYAML 6.0.4 stops at 1000 levels of flow nesting."""
+    return "maximum nesting depth" in str(getattr(error, "problem", None) or "")
+
+
+def _raise_own_nesting_limit(
+    error: yaml.YAMLError, filename: str, text: str, limits: Limits
+) -> None:
+    """Re-read the text up to where libyaml stopped, with PyYAML's own parser, so that our limit
+    (far below libyaml's) reports P2F005 at the same place whichever PyYAML is installed.
+
+    Only the prefix is read: libyaml's limit lies beyond ours, so P2F005 is met inside it."""
+    mark = getattr(error, "problem_mark", None)
+    if mark is None:
+        return
+    starts = [0]
+    for _ in range(mark.line):
+        starts.append(text.index("\n", starts[-1]) + 1)
+    builder = _Builder(filename, limits)
+    try:
+        builder.build(text[: starts[-1] + mark.column], _PureParser)
+    except _Fatal:
+        raise PlanError(builder.problems) from None
+    except yaml.YAMLError:
+        return
+
+
 def _line_column(text: str, index: int) -> tuple[int, int]:
     return text.count("\n", 0, index) + 1, index - (text.rfind("\n", 0, index) + 1) + 1
 
@@ -797,6 +833,8 @@ def load_plan(source: str | bytes, filename: str, limits: Limits = DEFAULT_LIMIT
     except _Fatal:
         raise PlanError(builder.problems) from None
     except yaml.YAMLError as error:
+        if _is_libyaml_nesting_limit(error):
+            _raise_own_nesting_limit(error, filename, text, limits)
         raise PlanError([*builder.problems, _yaml_error(error, filename, text)]) from None
     source_map = SourceMap(
         filename, text, composable=True, items=builder.items, item_ends=builder.item_ends

@@ -5,9 +5,18 @@ from __future__ import annotations
 import time
 
 import pytest
+import yaml
 
 from plan2flow.compiler import PlanError
-from plan2flow.compiler.load import Limits, SourceMap, load_plan
+from plan2flow.compiler.load import (
+    Limits,
+    SourceMap,
+    _Builder,
+    _Fatal,
+    _is_libyaml_nesting_limit,
+    _PureParser,
+    load_plan,
+)
 
 
 def codes(error: PlanError) -> list[tuple[str, int | None, int | None]]:
@@ -121,6 +130,45 @@ def test_flow_nesting_is_refused_before_parsing_with_its_position() -> None:
     with pytest.raises(PlanError) as caught:
         load_plan(text, "p.yaml")
     assert codes(caught.value) == [("P2F005", 2, 67)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: " + "{x: " * 5000 + "1" + "}" * 5000 + "\n",
+        "# " + "]" * 3000 + "\nb: " + "[" * 3000 + "\n",
+        "a: 1\na: 2\nb: " + "[" * 1500 + "]" * 1500 + "\n",
+        "".join("  " * d + f"k{d}:\n" for d in range(30)) + "  " * 30 + "- " + "[" * 2000 + "\n",
+    ],
+    ids=["flow_mappings", "after_a_comment", "after_another_problem", "flow_inside_block"],
+)
+def test_nesting_past_libyamls_own_limit_reads_as_the_pure_parser_reads_it(text: str) -> None:
+    """Since PyYAML 6.0.4 libyaml stops at 1000 flow levels with its own error; the diagnostics
+    must be those of a parser without that limit, whichever PyYAML is installed."""
+    with pytest.raises(PlanError) as caught:
+        load_plan(text, "p.yaml")
+    builder = _Builder("p.yaml", Limits())
+    with pytest.raises(_Fatal):
+        builder.build(text, _PureParser)
+    assert list(caught.value.diagnostics) == builder.problems
+    assert caught.value.diagnostics[-1].code == "P2F005"
+
+
+def test_libyamls_nesting_error_is_the_one_the_loader_recognises() -> None:
+    """Pins the library behaviour the loader relies on: libyaml either reads 2000 flow levels
+    (PyYAML <= 6.0.3) or stops with the error that `_is_libyaml_nesting_limit` recognises."""
+    text = "a: " + "[" * 2000 + "]" * 2000 + "\n"
+    try:
+        for _event in yaml.parse(text, Loader=yaml.CSafeLoader):
+            pass
+    except yaml.YAMLError as error:
+        assert _is_libyaml_nesting_limit(error), str(error)
+
+
+def test_libyamls_other_errors_are_not_taken_for_its_nesting_limit() -> None:
+    with pytest.raises(PlanError) as caught:
+        load_plan("a: [1, 2\nb: 3\n", "p.yaml")
+    assert [d.code for d in caught.value.diagnostics] == ["P2F003"]
 
 
 def test_block_nesting_beyond_the_limit_is_reported_once() -> None:
