@@ -2,14 +2,33 @@
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+# The top-level parts, each installed as `plan2flow.<part>`.
+PARTS := compiler flows agents
+# uv installs exactly uv.lock (see docs/development.md); it is itself pinned and kept in .tools.
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install system-deps demo test lint typecheck pytest schema clean bench
+ifdef LATEST
+# `make test-latest`: the newest releases that pyproject.toml's ranges allow, resolved today.
+STAMP := $(VENV)/.installed-latest-$(shell date +%F)
+SYNC = $(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV) && \
+	VIRTUAL_ENV=$(VENV) $(UV) pip install --quiet --upgrade --reinstall-package plan2flow -e '.[dev]'
+else
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml uv.lock | cksum | cut -d' ' -f1)
+SYNC = $(UV) sync --quiet --locked --extra dev --python $(PYTHON)
+endif
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+.PHONY: install system-deps demo test check test-latest lock lint typecheck pytest schema clean bench
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet uv==$(UV_VERSION)
+
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	$(SYNC)
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 install: $(STAMP)
@@ -38,8 +57,12 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# mypy sees the parts as `plan2flow.<part>`, as they are installed and import each other.
 typecheck: install
-	$(BIN)/mypy compiler
+	@rm -rf build/typecheck && mkdir -p build/typecheck/plan2flow
+	@touch build/typecheck/plan2flow/__init__.py
+	@for part in $(PARTS); do ln -s ../../../$$part build/typecheck/plan2flow/$$part; done
+	cd build/typecheck && $(abspath $(BIN))/mypy --config-file ../../pyproject.toml -p plan2flow
 
 pytest: install system-deps
 	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=80
@@ -48,6 +71,18 @@ pytest: install system-deps
 
 test: lint typecheck pytest
 
+# The edit loop: lint, types and the tests not marked slow, in parallel.
+check: lint typecheck
+	$(BIN)/pytest -m "not slow" -n 2 -q -p no:cacheprovider
+
+# Refresh the lock on purpose: the newest releases the ranges in pyproject.toml allow.
+lock: $(UV)
+	$(UV) lock --upgrade
+
+# Drift is found here first, not by a newcomer: the suite on today's newest releases (not in CI).
+test-latest:
+	$(MAKE) test VENV=.venv-latest LATEST=1
+
 schema: install
 	$(BIN)/plan2flow schema -o schemas/plan.schema.json
 
@@ -55,4 +90,4 @@ bench: install
 	$(BIN)/python bench/compile.py 10000
 
 clean:
-	rm -rf build .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf .tools build .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-CONTRACT_VERSION = "plan2flow.agent/v1"
+CONTRACT_VERSION: Literal["plan2flow.agent/v1"] = "plan2flow.agent/v1"
 
 
 class _Model(BaseModel):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
+from typing import Any, cast
 
 from prefect.client.orchestration import get_client
 from prefect.events import emit_event
@@ -89,7 +89,7 @@ def statuses() -> list[AgentStatus]:
         for slug, cls in sorted(AGENTS.items()):
             documents = _documents(client, slug)
             agent = cls.load(DEFAULT_DOCUMENT) if DEFAULT_DOCUMENT in documents else cls()
-            health = agent.health()
+            health = cast(AgentBlock, agent).health()  # `load` is sync here
             found.append(
                 AgentStatus(
                     slug=slug,

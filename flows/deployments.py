@@ -14,13 +14,18 @@ import datetime
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+from uuid import UUID
 
 from plan2flow.compiler.codegen import flow_file_name, flow_function_name, graph_file_name
 from plan2flow.compiler.files import write_all_atomic
 from plan2flow.compiler.graph.taskgraph import TaskGraph
 
 from .home import plan2flow_home
+
+if TYPE_CHECKING:
+    from prefect import Flow
+    from prefect.deployments.runner import RunnerDeployment
 
 DEPLOYMENT_TAG = "plan2flow"
 SET_WORKING_DIRECTORY = "prefect.deployments.steps.set_working_directory"
@@ -250,19 +255,26 @@ def deploy(target: Target, home: Path | None = None) -> Deployed:
         if not changed:
             return Deployed(target, "unchanged", (), str(existing.id))
     directory = write_source(target, home)
-    loaded = prefect_flow.from_source(source=str(directory), entrypoint=target.entrypoint)
+    # `from_source` and `apply` are sync-compatible: called from sync code they return values.
+    loaded = cast(
+        "Flow[..., Any]",
+        prefect_flow.from_source(source=str(directory), entrypoint=target.entrypoint),
+    )
     # `Flow.deploy` of Prefect 3.8 lists the pool's workers with a request its own server
     # rejects (HTTP 422); building the deployment and applying it avoids that call.
-    deployment = loaded.to_deployment(
-        name=target.name,
-        work_pool_name=target.pool,
-        schedules=prefect_schedules(target.graph.document.get("schedule")),
-        parameters=dict(target.parameters),
-        description=target.graph.document["plan"]["description"] or None,
-        version=target.graph.hash,
-        tags=[DEPLOYMENT_TAG],
+    deployment = cast(
+        "RunnerDeployment",
+        loaded.to_deployment(
+            name=target.name,
+            work_pool_name=target.pool,
+            schedules=prefect_schedules(target.graph.document.get("schedule")),
+            parameters=dict(target.parameters),
+            description=target.graph.document["plan"]["description"] or None,
+            version=target.graph.hash,
+            tags=[DEPLOYMENT_TAG],
+        ),
     )
-    deployment_id = deployment.apply(work_pool_name=target.pool)
+    deployment_id = cast(UUID, deployment.apply(work_pool_name=target.pool))
     if existing is None:
         return Deployed(target, "created", (), str(deployment_id))
     return Deployed(

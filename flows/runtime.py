@@ -28,12 +28,14 @@ from typing import Any
 
 from prefect import allow_failure, task
 from prefect.cache_policies import CachePolicy
+from prefect.client.schemas.objects import State
 from prefect.context import TaskRunContext
 from prefect.futures import PrefectFuture
 from prefect.logging.loggers import get_run_logger, task_run_logger
 from prefect.runtime import flow_run as current_flow_run
-from prefect.states import Failed, State
+from prefect.states import Failed
 from prefect.tasks import exponential_backoff
+from prefect.utilities.annotations import NotSet
 
 from . import events
 from .artifacts import Artifact, TaskOutput, digest_path
@@ -227,15 +229,15 @@ class Run:
 
     def finish(self) -> Outcome:
         """Wait for every task; the flow fails when any task did not complete."""
-        for planned in self.planned.values():
-            planned.future.wait()
+        for submitted in self.planned.values():
+            submitted.future.wait()
         records = self.records()
         tasks = []
         for task_id in self.graph.order:
             record = records[task_id]
             planned = self.planned.get(task_id)
             state = planned.future.state if planned else None
-            name = state.name if state is not None else "NotSubmitted"
+            name = (state.name or "") if state is not None else "NotSubmitted"
             if state is not None and state.is_completed() and record.cached:
                 name = "Cached"
             message = record.message or (state.message or "" if state and state.is_failed() else "")
@@ -354,9 +356,9 @@ def _configured(
     return plan_task.with_options(
         retries=retries,
         retry_delay_seconds=delays,
-        retry_jitter_factor=RETRY_JITTER if retries else None,
+        retry_jitter_factor=RETRY_JITTER if retries else NotSet,
         timeout_seconds=timeout_seconds,
-        refresh_cache=True if no_cache else None,
+        refresh_cache=True if no_cache else NotSet,
         tags=list(tags),
     )
 
@@ -516,7 +518,7 @@ def plan_task(
 def _preflight(flow_function: Any) -> None:
     """Refuse a stale module before Prefect creates a flow run for it."""
     module = sys.modules[flow_function.fn.__module__]
-    load_graph(module.__file__, module.GRAPH_FILE, module.GRAPH_HASH)
+    load_graph(str(module.__file__), module.GRAPH_FILE, module.GRAPH_HASH)
 
 
 def main(flow_function: Any) -> None:
