@@ -187,10 +187,13 @@ def test_literals() -> None:
     assert py_literal({"b": [True, None, 1.5]}) == '{"b": [True, None, 1.5]}'
 
 
-def test_render_is_pure(tmp_path: Path) -> None:
+def test_render_is_pure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rendering reads and writes nothing: run where any stray file would show."""
+    monkeypatch.chdir(tmp_path)
     result = compile_plan(
         "apiVersion: plan2flow/v1\nkind: Plan\nmetadata: {name: p}\ntasks: [{id: a, type: noop}]\n",
         "p.yaml",
     )
+    assert render_flow(result.graph, "p.yaml") == result.flow_source
     assert render_flow(result.graph, "p.yaml") == result.flow_source
     assert list(tmp_path.iterdir()) == []

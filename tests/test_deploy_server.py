@@ -1,6 +1,8 @@
 """The Prefect server path end to end, on SQLite and on PostgreSQL: `plan2flow up` starts a real
 server and a real process worker; plans are deployed, scheduled, triggered, listed, redeployed,
-looked at in the Prefect UI with headless Chromium, and `plan2flow down` stops it all."""
+looked at in the Prefect UI with headless Chromium, and `plan2flow down` stops it all.
+
+Every test deploys plans of its own name, so the tests pass in any order on the shared server."""
 
 from __future__ import annotations
 
@@ -77,7 +79,13 @@ class Local:
     api: str
     ui: str
     env: dict[str, str | None]
-    plan: Path
+
+    def plan(self, name: str, text: str = PLAN) -> Path:
+        """A plan file of this name (and deployment `<name>/<name>`), in a folder of its own."""
+        path = self.home.parent / f"plans-{self.home.name}" / name / f"{name}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text.replace("name: greetings", f"name: {name}", 1), encoding="utf-8")
+        return path
 
     def cli(self, *args: str) -> Any:
         result = CliRunner().invoke(app, list(args), env=self.env)
@@ -110,9 +118,6 @@ def local(
         with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as c:
             c.execute(f'CREATE DATABASE "{database}"')
     home = tmp_path_factory.mktemp(f"home-{backend}")
-    plan = home.parent / f"plan-{backend}" / "greetings.yaml"
-    plan.parent.mkdir()
-    plan.write_text(PLAN, encoding="utf-8")
     saved = dict(os.environ)
     env: dict[str, str | None] = {
         "PLAN2FLOW_HOME": str(home),
@@ -123,7 +128,7 @@ def local(
     args = ["up", "--detach", "--port", str(port), "--pool", "plan2flow-test"]
     if database:
         args += ["--database-url", f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}"]
-    server = Local(home, f"http://127.0.0.1:{port}/api", f"http://127.0.0.1:{port}", env, plan)
+    server = Local(home, f"http://127.0.0.1:{port}/api", f"http://127.0.0.1:{port}", env)
     try:
         result = server.cli(*args)
         assert result.exit_code == 0, result.output
@@ -141,12 +146,16 @@ def local(
                 c.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
-def graph_hash(text: str) -> str:
-    return compile_plan(text, "greetings.yaml").graph.hash
+def graph_hash(path: Path) -> str:
+    return compile_plan(path.read_text("utf-8"), path.name).graph.hash
 
 
-def deployment(local: Local) -> dict[str, Any]:
-    return dict(local.get("/deployments/name/greetings/greetings"))
+def deployment(local: Local, name: str) -> dict[str, Any]:
+    return dict(local.get(f"/deployments/name/{name}/{name}"))
+
+
+def run_id_of(output: str) -> str:
+    return output.split("view it at ")[1].split()[0].rsplit("/", 1)[1]
 
 
 def test_up_serves_the_api_a_ready_pool_and_the_agent_blocks(local: Local) -> None:
@@ -163,14 +172,15 @@ def test_up_serves_the_api_a_ready_pool_and_the_agent_blocks(local: Local) -> No
 
 
 def test_deploy_creates_the_deployment_with_schedule_params_and_version(local: Local) -> None:
-    result = local.cli("deploy", str(local.plan))
+    plan = local.plan("created")
+    result = local.cli("deploy", str(plan))
     assert result.exit_code == 0, result.output
-    assert "deployment greetings/greetings: created" in result.output
-    found = deployment(local)
-    assert found["version"] == graph_hash(PLAN)
+    assert "deployment created/created: created" in result.output
+    found = deployment(local, "created")
+    assert found["version"] == graph_hash(plan)
     assert found["work_pool_name"] == "plan2flow-test"
     assert found["description"] == "Greet someone, then count the bytes."
-    assert found["entrypoint"] == "greetings_flow.py:greetings"
+    assert found["entrypoint"] == "created_flow.py:created"
     assert found["tags"] == ["plan2flow"]
     schema = found["parameter_openapi_schema"]["properties"]
     assert schema["who"]["default"] == "world"
@@ -198,18 +208,22 @@ def test_deploy_creates_the_deployment_with_schedule_params_and_version(local: L
 
 
 def test_deploying_an_unchanged_plan_changes_nothing(local: Local) -> None:
-    before = deployment(local)
-    result = local.cli("deploy", str(local.plan))
+    plan = local.plan("unchanged")
+    assert local.cli("deploy", str(plan)).exit_code == 0
+    before = deployment(local, "unchanged")
+    result = local.cli("deploy", str(plan))
     assert result.exit_code == 0, result.output
-    assert "greetings/greetings: unchanged" in result.output
-    assert deployment(local)["updated"] == before["updated"]
+    assert "unchanged/unchanged: unchanged" in result.output
+    assert deployment(local, "unchanged")["updated"] == before["updated"]
 
 
 def test_a_triggered_run_completes_with_the_plans_task_ids(local: Local) -> None:
-    result = local.cli("trigger", str(local.plan), "--param", "who=server", "--wait")
+    plan = local.plan("triggered")
+    assert local.cli("deploy", str(plan)).exit_code == 0
+    result = local.cli("trigger", str(plan), "--param", "who=server", "--wait")
     assert result.exit_code == 0, result.output
-    assert "greetings: Completed" in result.output
-    run_id = result.output.split("view it at ")[1].split()[0].rsplit("/", 1)[1]
+    assert "triggered: Completed" in result.output
+    run_id = run_id_of(result.output)
     run = local.get(f"/flow_runs/{run_id}")
     assert run["parameters"] == {"who": "server"}
     assert run["state"]["type"] == "COMPLETED"
@@ -219,18 +233,19 @@ def test_a_triggered_run_completes_with_the_plans_task_ids(local: Local) -> None
     assert {t["name"] for t in task_runs} == TASK_IDS
     assert all(t["state"]["type"] == "COMPLETED" for t in task_runs)
 
-    by_name = local.cli("trigger", "greetings", "-p", "who=by name", "-p", "times=2", "--wait")
+    by_name = local.cli("trigger", "triggered", "-p", "who=by name", "-p", "times=2", "--wait")
     assert by_name.exit_code == 0, by_name.output
     assert all(task in by_name.output for task in TASK_IDS)
-    second = by_name.output.split("view it at ")[1].split()[0].rsplit("/", 1)[1]
+    second = run_id_of(by_name.output)
     assert local.get(f"/flow_runs/{second}")["parameters"] == {"who": "by name", "times": 2}
 
-    listed = local.cli("runs", str(local.plan))
+    listed = local.cli("runs", str(plan))
     assert listed.exit_code == 0, listed.output
     assert f"{local.ui}/runs/flow-run/{run_id}" in listed.output
     assert "Completed" in listed.output
     assert "next scheduled run" in listed.output
     every = local.cli("runs", "-n", "1")
+    assert every.exit_code == 0, every.output
     assert every.output.count("/runs/flow-run/") == 1
     unknown = local.cli("trigger", "nope", "-p", "n=1", "-p", "word=a b")
     assert unknown.exit_code == 2
@@ -239,19 +254,16 @@ def test_a_triggered_run_completes_with_the_plans_task_ids(local: Local) -> None
 
 def test_the_prefect_ui_shows_the_runs_tasks(local: Local, request: pytest.FixtureRequest) -> None:
     need_service(CHROMIUM is not None, "chromium is not installed (make system-deps installs it)")
-    [run] = local.post(
-        "/flow_runs/filter",
-        {
-            "deployments": {"name": {"any_": ["greetings"]}},
-            "flow_runs": {"state": {"type": {"any_": ["COMPLETED"]}}},
-            "limit": 1,
-        },
-    )
+    plan = local.plan("shown")
+    assert local.cli("deploy", str(plan)).exit_code == 0
+    triggered = local.cli("trigger", str(plan), "--wait")
+    assert triggered.exit_code == 0, triggered.output
+    run = local.get(f"/flow_runs/{run_id_of(triggered.output)}")
     backend = request.node.callspec.params["local"]
     with chromium() as page:
         page.open(f"{local.ui}/runs/flow-run/{run['id']}")
-        header = page.wait_for_text([run["name"], "3 Task runs", "greetings", "plan2flow-test"])
-        assert run["name"] in header and "greetings" in header and "3 Task runs" in header
+        header = page.wait_for_text([run["name"], "3 Task runs", "shown", "plan2flow-test"])
+        assert run["name"] in header and "shown" in header and "3 Task runs" in header
         time.sleep(3)  # the run graph is drawn on a canvas, after the text
         page.screenshot(ARTIFACTS / f"prefect-ui-flow-run-{backend}.png")
         assert page.click_text("Task Runs")
@@ -261,29 +273,30 @@ def test_the_prefect_ui_shows_the_runs_tasks(local: Local, request: pytest.Fixtu
 
 
 def test_deploying_a_modified_plan_bumps_the_version(local: Local) -> None:
-    changed = PLAN.replace("default: world", "default: team")
-    local.plan.write_text(changed, encoding="utf-8")
-    result = local.cli("deploy", str(local.plan))
+    plan = local.plan("modified")
+    assert local.cli("deploy", str(plan)).exit_code == 0
+    before = graph_hash(plan)
+    local.plan("modified", PLAN.replace("default: world", "default: team"))
+    result = local.cli("deploy", str(plan))
     assert result.exit_code == 0, result.output
-    assert "greetings/greetings: updated" in result.output
-    assert f"version: '{graph_hash(PLAN)}' → '{graph_hash(changed)}'" in result.output
+    assert "modified/modified: updated" in result.output
+    assert f"version: '{before}' → '{graph_hash(plan)}'" in result.output
     assert "graph: plan: 1 changed" in result.output  # the default of `who`
-    found = deployment(local)
-    assert found["version"] == graph_hash(changed)
+    found = deployment(local, "modified")
+    assert found["version"] == graph_hash(plan)
     assert found["parameter_openapi_schema"]["properties"]["who"]["default"] == "team"
     [step] = found["pull_steps"]
     source = Path(step["prefect.deployments.steps.set_working_directory"]["directory"])
-    assert (source / "greetings_flow.py").exists()
-    assert source.parent == local.home / "deployments" / "greetings"
+    assert (source / "modified_flow.py").exists()
+    assert source.parent == local.home / "deployments" / "modified"
 
 
 def test_prefect_deploy_accepts_the_written_prefect_yaml(local: Local, tmp_path: Path) -> None:
     target = tmp_path / "project" / "prefect.yaml"
-    result = local.cli(
-        "deploy", str(local.plan), "--prefect-yaml", str(target), "--name", "from-yaml"
-    )
+    plan = local.plan("from-file")
+    result = local.cli("deploy", str(plan), "--prefect-yaml", str(target), "--name", "from-yaml")
     assert result.exit_code == 0, result.output
-    assert (target.parent / "greetings_flow.py").exists()
+    assert (target.parent / "from_file_flow.py").exists()
     done = subprocess.run(
         [str(BIN / "prefect"), "--no-prompt", "deploy", "--all"],
         cwd=target.parent,
@@ -293,24 +306,54 @@ def test_prefect_deploy_accepts_the_written_prefect_yaml(local: Local, tmp_path:
         timeout=180,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    found = local.get("/deployments/name/greetings/from-yaml")
-    assert found["version"] == deployment(local)["version"]
+    found = local.get("/deployments/name/from-file/from-yaml")
+    assert found["version"] == graph_hash(plan)
     assert found["schedules"][0]["schedule"]["cron"] == "0 3 * * *"
     assert found["work_pool_name"] == "plan2flow-test"
 
 
-def test_down_stops_the_worker_then_the_server(local: Local) -> None:
-    state = (local.home / "server.json").read_text()
-    result = local.cli("down")
-    assert result.exit_code == 0, result.output
+def test_down_stops_the_worker_then_the_server(tmp_path: Path) -> None:
+    """On a server of its own: the module's server stays up for the other tests."""
+    port = free_port()
+    home = tmp_path / "home"
+    env: dict[str, str | None] = {"PLAN2FLOW_HOME": str(home), "PREFECT_API_URL": None}
+    local = Local(home, f"http://127.0.0.1:{port}/api", f"http://127.0.0.1:{port}", env)
+    try:
+        started = local.cli("up", "--detach", "--port", str(port), "--pool", "plan2flow-down")
+        assert started.exit_code == 0, started.output
+        state = json.loads((home / "server.json").read_text())
+        result = local.cli("down")
+        assert result.exit_code == 0, result.output
+    finally:
+        CliRunner().invoke(app, ["down"], env=env)
     lines = result.output.splitlines()
     assert lines[0].startswith("stopped the worker")
     assert lines[1].startswith("stopped the Prefect server")
-    assert not (local.home / "server.json").exists()
+    assert not (home / "server.json").exists()
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{local.api}/health", timeout=2)
-    assert "server_pid" in state
-    assert "no plan2flow server is running" in local.cli("down").output
+    assert_gone(state["worker_pid"], state["server_pid"])
+    again = local.cli("down")
+    assert "no plan2flow server is running" in again.output
+
+
+def assert_gone(*pids: int) -> None:
+    """Each process has exited (or become a zombie, which only its parent can reap)."""
+    deadline = time.monotonic() + 120
+    alive = set(pids)
+    while alive and time.monotonic() < deadline:
+        alive = {pid for pid in alive if _running(pid)}
+        if alive:
+            time.sleep(0.2)
+    assert not alive, f"still running: {sorted(alive)}"
+
+
+def _running(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return status.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_up_in_the_foreground_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
@@ -324,19 +367,21 @@ def test_up_in_the_foreground_stops_everything_on_ctrl_c(tmp_path: Path) -> None
         stderr=subprocess.STDOUT,
         text=True,
     )
-    assert process.stdout is not None
-    seen = []
-    for line in process.stdout:
-        seen.append(line)
-        if "press Ctrl-C" in line:
-            break
-    assert any(f"Prefect UI:  http://127.0.0.1:{port}" in line for line in seen), seen
-    state = (tmp_path / "home" / "server.json").read_text()
-    process.send_signal(signal.SIGINT)
-    rest = process.communicate(timeout=60)[0]
+    try:
+        assert process.stdout is not None
+        seen = []
+        for line in process.stdout:  # pytest-timeout bounds a start that never finishes
+            seen.append(line)
+            if "press Ctrl-C" in line:
+                break
+        assert any(f"Prefect UI:  http://127.0.0.1:{port}" in line for line in seen), seen
+        pids = json.loads((tmp_path / "home" / "server.json").read_text())
+        process.send_signal(signal.SIGINT)
+        rest = process.communicate(timeout=300)[0]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
     assert process.returncode == 0, rest
     assert "stopped" in rest
-    pids = json.loads(state)
-    for pid in (pids["worker_pid"], pids["server_pid"]):
-        with pytest.raises(ProcessLookupError):
-            os.kill(pid, 0)
+    assert_gone(pids["worker_pid"], pids["server_pid"])

@@ -84,7 +84,7 @@ class CliRuns:
 def _run(args: list[str], cwd: Path, seed: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONHASHSEED=seed, PYTHONIOENCODING="utf-8")
     return subprocess.run(
-        args, cwd=cwd, env=env, capture_output=True, text=True, encoding="utf-8", timeout=60
+        args, cwd=cwd, env=env, capture_output=True, text=True, encoding="utf-8", timeout=300
     )
 
 
