@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .graph import GraphTask
+from .templates import as_text, env_name
 
 
 class TaskFailure(RuntimeError):
@@ -36,6 +37,8 @@ class TaskContext:
     workdir: Path
     logs_dir: Path
     correlation_id: str = ""
+    param_values: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """The plan parameters the task's params refer to, by name."""
 
 
 Executor = Callable[[TaskContext], Any]
@@ -46,6 +49,28 @@ TAIL_LINES = 20
 def _tail(path: Path) -> str:
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     return "\n".join(lines[-TAIL_LINES:])
+
+
+def _shell_variables(context: TaskContext) -> dict[str, str]:
+    """The ``P2F_*`` variables of a shell task: its id, workspace, input and output paths and
+    the plan parameters it refers to. Two names that would share a variable are refused rather
+    than one silently hiding the other."""
+    variables = {"P2F_TASK_ID": context.task.id, "P2F_WORKDIR": str(context.workdir)}
+    named = [
+        *(("inputs", name, str(path)) for name, path in context.inputs.items()),
+        *(("outputs", name, str(path)) for name, path in context.outputs.items()),
+        *(("params", name, as_text(value)) for name, value in context.param_values.items()),
+    ]
+    owners: dict[str, str] = {}
+    for namespace, name, value in named:
+        variable = env_name(namespace, name)
+        if variable in owners:
+            raise TaskFailure(
+                f"{owners[variable]} and {namespace} '{name}' both map to ${variable}"
+            )
+        owners[variable] = f"{namespace} '{name}'"
+        variables[variable] = value
+    return variables
 
 
 def run_shell(context: TaskContext) -> None:
@@ -61,13 +86,7 @@ def run_shell(context: TaskContext) -> None:
         if not cwd.is_relative_to(context.workdir.resolve()):
             raise TaskFailure(f"cwd {params['cwd']!r} leaves the task's workspace")
         cwd.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **params.get("env", {})}
-    env["P2F_TASK_ID"] = context.task.id
-    env["P2F_WORKDIR"] = str(context.workdir)
-    for name, path in context.inputs.items():
-        env[f"P2F_INPUT_{name.upper().replace('-', '_')}"] = str(path)
-    for name, path in context.outputs.items():
-        env[f"P2F_OUTPUT_{name.upper().replace('-', '_')}"] = str(path)
+    env = {**os.environ, **params.get("env", {}), **_shell_variables(context)}
     stdout, stderr = context.logs_dir / "stdout.txt", context.logs_dir / "stderr.txt"
     with open(stdout, "wb") as out, open(stderr, "wb") as err:
         try:
@@ -83,6 +102,8 @@ def run_shell(context: TaskContext) -> None:
             )
         except FileNotFoundError:
             raise TaskFailure(f"command not found: {argv[0]!r}") from None
+        except ValueError as error:  # a NUL byte in an argument or in the environment
+            raise TaskFailure(f"cannot run {argv[0]!r}: {error}") from None
         except subprocess.TimeoutExpired:
             raise TaskFailure(
                 f"timed out after {context.task.timeout_seconds} s: {' '.join(argv)}"

@@ -42,7 +42,7 @@ from .artifacts import Artifact, TaskOutput, digest_path
 from .executors import TaskContext, TaskFailure, executor_for
 from .graph import Graph, GraphTask, StaleModuleError, load_graph
 from .home import plan2flow_home
-from .templates import referenced_params, resolve
+from .templates import referenced_params, resolve_params
 
 UPSTREAM_FAILED = "UpstreamFailed"
 RETRY_JITTER = 0.1
@@ -446,12 +446,15 @@ def _execute(run: Run, spec: GraphTask, key: str, upstream: Mapping[str, TaskOut
     }
     context = TaskContext(
         task=spec,
-        params=resolve(spec.params, namespaces),
+        params=resolve_params(spec.type, spec.params, namespaces),
         inputs=inputs,
         outputs=outputs,
         workdir=workdir,
         logs_dir=logs_dir,
         correlation_id=run.flow_run_id,
+        param_values={
+            name: run.params.get(name) for name in sorted(referenced_params(spec.params))
+        },
     )
     try:
         executor_for(spec)(context)
