@@ -12,7 +12,7 @@ from typing import Any, cast
 
 from prefect.client.orchestration import get_client
 from prefect.events import emit_event
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
 from . import AGENTS
 from .base import AgentBlock
@@ -32,10 +32,16 @@ class AgentStatus:
 
 
 def _documents(client: Any, slug: str) -> list[str]:
+    """The names of an agent's documents; none when its type is not registered (the server
+    answers that with a bare HTTP 404, not Prefect's ObjectNotFound)."""
     try:
         documents = client.read_block_documents_by_type(block_type_slug=slug)
     except ObjectNotFound:
         return []
+    except PrefectHTTPStatusError as error:
+        if error.response.status_code == 404:
+            return []
+        raise
     return sorted(d.name for d in documents if d.name)
 
 

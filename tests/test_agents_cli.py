@@ -33,6 +33,16 @@ def test_health_reports_every_agent() -> None:
     assert sorted(result.stdout.splitlines()) == sorted(f"{slug}: ok" for slug in AGENTS)
 
 
+def test_health_of_unregistered_agents_checks_their_defaults() -> None:
+    for slug in AGENTS:
+        assert runner.invoke(app, ["agents", "unregister", slug]).exit_code == 0
+    result = runner.invoke(app, ["agents", "health"])
+    assert result.exit_code == 0, result.output
+    assert sorted(result.stdout.splitlines()) == sorted(f"{slug}: ok" for slug in AGENTS)
+    listed = runner.invoke(app, ["agents", "list"])
+    assert listed.exit_code == 0, listed.output
+
+
 def test_unregister_removes_an_agent_and_names_unknown_ones() -> None:
     runner.invoke(app, ["agents", "register"])
     removed = runner.invoke(app, ["agents", "unregister", "deployer"])
