@@ -125,13 +125,13 @@ def compile_plan(
         loaded = load_plan(source, filename, limits)
         stage("load")
         source_map = loaded.source_map
-        validated, found = check_schema(loaded.data)
+        validated, found = check_schema(loaded.data, limits)
         diagnostics = [*loaded.problems, *found]
         if any(d.code == "P2F100" for d in found):
             raise PlanError([*loaded.problems, *source_map.locate_all(found)])
         diagnostics += check_plan(validated.spec, loaded.data)
         stage("validate")
-        decomposition, found = decompose(validated)
+        decomposition, found = decompose(validated, limits)
         diagnostics += found
         stage("decompose")
         graph, found = link(decomposition, validated.unchecked_ids, validated.unchecked_components)

@@ -8,31 +8,57 @@ it depends on, directly or not, so imports resolve.
 from __future__ import annotations
 
 from ..errors import Diagnostic, diagnostic
+from ..load import DEFAULT_LIMITS, Limits
 from ..spec import Component
 from ..spec.tasks import StepFields
 from ..validate.schema import ValidatedPlan
-from ..validate.suggest import did_you_mean
+from ..validate.suggest import Suggester
 from .nodes import Dependency, Input, Origin, TaskNode, make_node
 
 RULE = "component"
 
 
-def _closure(name: str, requires: dict[str, list[str]]) -> list[str]:
-    """Every component `name` depends on, directly or not (cycles are reported elsewhere)."""
+def _closure(name: str, requires: dict[str, list[str]], steps: int) -> tuple[list[str], int]:
+    """Every component `name` depends on, directly or not (cycles are reported elsewhere), and
+    the steps left of `steps`; ``([], -1)`` when following the dependencies takes more."""
     seen: set[str] = set()
     stack = list(requires.get(name, []))
     while stack:
+        steps -= 1
+        if steps < 0:
+            return [], -1
         current = stack.pop()
         if current in seen or current == name:
             continue
         seen.add(current)
         stack.extend(requires.get(current, []))
-    return sorted(seen)
+    return sorted(seen), steps
 
 
-def nodes_from_components(plan: ValidatedPlan) -> tuple[list[TaskNode], list[Diagnostic]]:
+def _closures(
+    requires: dict[str, list[str]], limits: Limits
+) -> tuple[dict[str, list[str]], str | None]:
+    """Each component's transitive dependencies, within ``max_edges`` steps for all of them.
+
+    Each one becomes an input of two tasks (and of every matrix expansion of the test), so a
+    chain of components is quadratic: 3,000 of them (115 KB of YAML) took 161 s and 11 GB.
+    Returns the closures, or the component at which the budget ran out.
+    """
+    found: dict[str, list[str]] = {}
+    steps = limits.max_edges
+    for name in requires:
+        found[name], steps = _closure(name, requires, steps)
+        if steps < 0:
+            return {}, name
+    return found, None
+
+
+def nodes_from_components(
+    plan: ValidatedPlan, limits: Limits = DEFAULT_LIMITS
+) -> tuple[list[TaskNode], list[Diagnostic]]:
     diagnostics: list[Diagnostic] = []
     known = {c.name for c in plan.spec.components} | plan.unchecked_components
+    suggest = Suggester(known)
     first: dict[str, str] = {}
     requires: dict[str, list[str]] = {}
     components: list[tuple[Component, str]] = []
@@ -58,7 +84,7 @@ def nodes_from_components(plan: ValidatedPlan) -> tuple[list[TaskNode], list[Dia
                         "P2F207",
                         f"component '{component.name}' depends on unknown component '{dep}'",
                         dep_pointer,
-                        hint=did_you_mean(dep, known),
+                        hint=suggest(dep),
                     )
                 )
             elif dep == component.name:
@@ -68,14 +94,30 @@ def nodes_from_components(plan: ValidatedPlan) -> tuple[list[TaskNode], list[Dia
             else:
                 requires[component.name].append(dep)
 
+    closures, over = _closures(requires, limits)
+    if over is not None:
+        diagnostics.append(
+            diagnostic(
+                "P2F105",
+                f"the components up to '{over}' depend on too many components, directly or not: "
+                f"following their dependencies takes more than {limits.max_edges} steps",
+                first[over] + "/depends_on",
+                hint="let each component depend only on the components it imports",
+            )
+        )
+        return [], diagnostics
     nodes: list[TaskNode] = []
     for component, pointer in components:
-        nodes.extend(_chain(plan, component, pointer, requires))
+        nodes.extend(_chain(plan, component, pointer, requires, closures[component.name]))
     return nodes, diagnostics
 
 
 def _chain(
-    plan: ValidatedPlan, component: Component, pointer: str, requires: dict[str, list[str]]
+    plan: ValidatedPlan,
+    component: Component,
+    pointer: str,
+    requires: dict[str, list[str]],
+    closure: list[str],
 ) -> list[TaskNode]:
     name = component.name
     defaults = plan.spec.defaults
@@ -92,7 +134,7 @@ def _chain(
     }
     own_code = Input("code", generate_id, "code", pointer)
     with_deps = {"code": own_code}
-    for dep in _closure(name, requires):
+    for dep in closure:
         where = direct.get(f"dep_{dep}")
         with_deps[f"dep_{dep}"] = Input(
             f"dep_{dep}", f"{dep}.generate_code", "code", where.pointer if where else pointer

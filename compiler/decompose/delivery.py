@@ -7,6 +7,7 @@ expansions); each present step consumes the artifact of the one before it.
 from __future__ import annotations
 
 from ..errors import Diagnostic
+from ..load import DEFAULT_LIMITS, Limits
 from ..spec.components import AssembleStep, Component, DeployStep, PackageStep
 from ..validate.schema import ValidatedPlan
 from .nodes import Dependency, Input, Origin, TaskNode, make_node
@@ -17,7 +18,9 @@ RULE = "delivery"
 _OUTPUTS = {"assemble": "project", "package": "dist", "deploy": "release"}
 
 
-def nodes_from_delivery(plan: ValidatedPlan) -> tuple[list[TaskNode], list[Diagnostic]]:
+def nodes_from_delivery(
+    plan: ValidatedPlan, limits: Limits = DEFAULT_LIMITS
+) -> tuple[list[TaskNode], list[Diagnostic]]:
     delivery = plan.spec.delivery
     if delivery is None:
         return [], []

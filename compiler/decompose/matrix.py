@@ -15,11 +15,10 @@ from typing import Any
 
 from ..errors import Diagnostic, diagnostic
 from ..spec.base import MatrixValue
-from ..validate.suggest import did_you_mean
+from ..validate.suggest import Suggester, did_you_mean
 from .nodes import TaskNode
 
 RULE = "matrix"
-MAX_COMBINATIONS = 256
 
 _EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}")
 _REFERENCE = re.compile(r"^\s*(matrix|params|inputs|outputs)\.([A-Za-z_][A-Za-z0-9_]*)\s*$")
@@ -50,6 +49,8 @@ class _Names:
     params: frozenset[str]
     inputs: frozenset[str]
     outputs: frozenset[str]
+    param_hints: Suggester
+    """Shared by every task: the plan's parameters are one pool, however many tasks err."""
 
     def problem(self, namespace: str, name: str, pointer: str) -> Diagnostic | None:
         if namespace == "matrix":
@@ -75,7 +76,7 @@ class _Names:
             "P2F209",
             f"unknown {what} '{name}'",
             pointer,
-            hint=did_you_mean(name, known) or declare,
+            hint=(self.param_hints if namespace == "params" else Suggester(known))(name) or declare,
         )
 
 
@@ -127,12 +128,15 @@ def _substitute(value: Any, pointer: str, names: _Names, problems: list[Diagnost
     return value
 
 
-def _names(node: TaskNode, matrix: dict[str, str], plan_params: frozenset[str]) -> _Names:
+def _names(
+    node: TaskNode, matrix: dict[str, str], plan_params: frozenset[str], param_hints: Suggester
+) -> _Names:
     return _Names(
         matrix,
         plan_params,
         frozenset(item.name for item in node.inputs),
         frozenset(node.outputs),
+        param_hints,
     )
 
 
@@ -151,37 +155,30 @@ def expand_matrix(
     problems: list[Diagnostic] = []
     expanded: list[TaskNode] = []
     expansions: dict[str, list[str]] = {}
+    param_hints = Suggester(plan_params)
     for node in nodes:
         has_template = node.params and "${{" in repr(node.params)
         if not node.matrix_axes:
             if has_template:
                 params = _substitute(
-                    node.params, _params_pointer(node), _names(node, {}, plan_params), problems
+                    node.params,
+                    _params_pointer(node),
+                    _names(node, {}, plan_params, param_hints),
+                    problems,
                 )
                 node = dataclasses.replace(node, params=params)
             expanded.append(node)
             continue
         axes = [axis for axis, _ in node.matrix_axes]
+        # Sizes were checked by `budget.expansion_problems` before: the product is small.
         combinations = list(itertools.product(*(values for _, values in node.matrix_axes)))
-        if len(combinations) > MAX_COMBINATIONS:
-            problems.append(
-                diagnostic(
-                    "P2F105",
-                    f"matrix of '{node.id}' expands to {len(combinations)} tasks; the limit is "
-                    f"{MAX_COMBINATIONS}",
-                    node.matrix_pointer,
-                    hint="split the matrix or remove combinations",
-                )
-            )
-            expanded.append(node)
-            continue
         ids = []
         for values in combinations:
             combination = tuple(zip(axes, values, strict=True))
             matrix = {axis: render_value(value) for axis, value in combination}
             params = node.params
             if has_template:
-                names = _names(node, matrix, plan_params)
+                names = _names(node, matrix, plan_params, param_hints)
                 params = _substitute(params, _params_pointer(node), names, problems)
             child = dataclasses.replace(
                 node,

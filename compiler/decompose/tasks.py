@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from ..errors import Diagnostic
+from ..load import DEFAULT_LIMITS, Limits
 from ..validate.schema import ValidatedPlan
 from .nodes import Origin, TaskNode, make_node
 
 
-def nodes_from_tasks(plan: ValidatedPlan) -> tuple[list[TaskNode], list[Diagnostic]]:
+def nodes_from_tasks(
+    plan: ValidatedPlan, limits: Limits = DEFAULT_LIMITS
+) -> tuple[list[TaskNode], list[Diagnostic]]:
     defaults = plan.spec.defaults
     nodes = []
     for task, pointer in zip(plan.spec.tasks, plan.task_pointers, strict=True):

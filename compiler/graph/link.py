@@ -6,7 +6,7 @@ import dataclasses
 
 from ..decompose import Decomposition, TaskNode
 from ..errors import Diagnostic, Related, diagnostic
-from ..validate.suggest import did_you_mean
+from ..validate.suggest import Suggester, did_you_mean
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -60,7 +60,7 @@ def link(
             continue
         nodes[node.id] = node
     expansions = decomposition.expansions
-    names = [*nodes, *expansions, *unchecked_ids]
+    suggest = Suggester([*nodes, *expansions, *unchecked_ids])
 
     def unchecked(ref: str) -> bool:
         base = ref.split("[", 1)[0]
@@ -89,7 +89,7 @@ def link(
                             "P2F202",
                             f"task '{node.id}' depends on unknown task '{dep.task}'",
                             dep.pointer,
-                            hint=did_you_mean(dep.task, names),
+                            hint=suggest(dep.task),
                         )
                     )
                 continue
@@ -124,7 +124,7 @@ def link(
                             f"input '{item.name}' of '{node.id}' refers to unknown task "
                             f"'{item.task}'",
                             item.pointer,
-                            hint=did_you_mean(item.task, names),
+                            hint=suggest(item.task),
                         )
                     )
             elif item.task == node.id:

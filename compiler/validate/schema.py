@@ -17,6 +17,7 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
 from ..errors import Diagnostic, diagnostic, pointer_join
+from ..load import DEFAULT_LIMITS, Limits
 from ..schema import plan_schema
 from ..spec import Component, PlanSpec, Task
 from ..spec.base import API_VERSION, PATTERN_MEANINGS
@@ -237,8 +238,32 @@ def _translate_all(error: ValidationError, data: Any) -> list[Diagnostic]:
     return found
 
 
-def check_schema(data: dict[str, Any]) -> tuple[ValidatedPlan, list[Diagnostic]]:
+def _too_many_tasks(data: dict[str, Any], limits: Limits) -> Diagnostic | None:
+    """P2F105 when the plan writes more tasks and components than the limit, counted on the raw
+    lists so that a plan over it costs no validation at all."""
+    counts = {
+        key: len(data[key]) if isinstance(data.get(key), list) else 0
+        for key in ("tasks", "components")
+    }
+    if sum(counts.values()) <= limits.max_tasks:
+        return None
+    largest = max(counts, key=lambda key: counts[key])
+    return diagnostic(
+        "P2F105",
+        f"the plan has {counts['tasks']} tasks and {counts['components']} components; the limit "
+        f"is {limits.max_tasks} together",
+        f"/{largest}",
+        hint="split the plan",
+    )
+
+
+def check_schema(
+    data: dict[str, Any], limits: Limits = DEFAULT_LIMITS
+) -> tuple[ValidatedPlan, list[Diagnostic]]:
     """Validate a plan against the models; return its valid parts and every schema error."""
+    too_many = _too_many_tasks(data, limits)
+    if too_many is not None:
+        return _empty_plan(), [too_many]
     try:
         spec = PlanSpec.model_validate(data)
     except ValidationError as error:
