@@ -65,7 +65,7 @@ typecheck: install
 	cd build/typecheck && $(abspath $(BIN))/mypy --config-file ../../pyproject.toml -p plan2flow
 
 pytest: install system-deps
-	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=80
+	$(BIN)/pytest -n 2 --dist loadgroup --cov --cov-report=term --cov-fail-under=80
 	$(BIN)/coverage report --include='compiler/*' --fail-under=95 > /dev/null || \
 		{ $(BIN)/coverage report --include='compiler/*'; echo "compiler/ coverage is below 95%"; exit 1; }
 
@@ -73,7 +73,7 @@ test: lint typecheck pytest
 
 # The edit loop: lint, types and the tests not marked slow, in parallel.
 check: lint typecheck
-	$(BIN)/pytest -m "not slow" -n 2 -q -p no:cacheprovider
+	$(BIN)/pytest -m "not slow" -n 2 -q
 
 # Refresh the lock on purpose: the newest releases the ranges in pyproject.toml allow.
 lock: $(UV)

@@ -9,6 +9,16 @@ from pathlib import Path
 import pytest
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under xdist (`--dist loadgroup`), the tests sharing one `plan2flow up` server per backend
+    run in one worker, so that each server starts once."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("local") if callspec else None
+        if isinstance(backend, str):
+            item.add_marker(pytest.mark.xdist_group(f"plan2flow-up-{backend}"))
+
+
 @pytest.fixture(scope="session")
 def prefect_api() -> Iterator[None]:
     """A real Prefect API (a temporary SQLite server) for the whole session: it takes ~9 s."""

@@ -362,6 +362,7 @@ def test_deployer_directory_is_idempotent_and_has_a_dry_run(tmp_path: Path) -> N
     assert again.log_excerpt.startswith("unchanged")
 
 
+@pytest.mark.slow
 def test_deployer_venv_installs_the_wheel_and_runs_the_smoke_command(tmp_path: Path) -> None:
     dist = packaged(tmp_path)
     result = deploy(
@@ -418,6 +419,7 @@ def test_deployer_git_pushes_to_a_bare_repository(tmp_path: Path) -> None:
     assert tags.split() == ["release-greeter-1.0.0"]
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("restore_environment")
 def test_greeter_service_ends_with_a_wheel_whose_command_answers(
     tmp_path: Path, run_home: Path

@@ -10,6 +10,8 @@ from types import ModuleType
 import pytest
 import yaml
 
+pytestmark = pytest.mark.slow
+
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 

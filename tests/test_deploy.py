@@ -265,6 +265,7 @@ def test_up_reports_a_busy_port_and_starts_nothing(
     assert not (tmp_path / "home" / "server.json").exists()
 
 
+@pytest.mark.slow
 def test_up_reports_a_server_that_dies_at_start(
     tmp_path: Path, isolated: dict[str, str | None]
 ) -> None:

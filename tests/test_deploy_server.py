@@ -28,6 +28,8 @@ from typer.testing import CliRunner
 from plan2flow.compiler import compile_plan
 from plan2flow.compiler.cli import app
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).parents[1]
 BIN = Path(sys.executable).parent
 ARTIFACTS = ROOT / "build" / "test-artifacts"

@@ -148,6 +148,7 @@ def cli_runs(
     return runs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stem", EXAMPLE_IDS)
 def test_cli_output_is_byte_identical_across_seeds_and_directories(
     stem: str, cli_runs: CliRuns, references: dict[str, CompileResult]
@@ -175,6 +176,7 @@ def test_cli_writes_the_same_files_with_the_same_bytes_in_every_configuration(
             assert data == first[name], f"{name} differs between {config} and {first_config}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stem", EXAMPLE_IDS)
 def test_cli_printed_hashes_agree_across_seeds_and_directories(
     stem: str, cli_runs: CliRuns, references: dict[str, CompileResult]

@@ -519,6 +519,7 @@ def _run_hook(hook: dict[str, object], files: list[str], cwd: Path) -> int:
     return done.returncode
 
 
+@pytest.mark.slow
 def test_hooks_run_like_pre_commit_on_good_and_stale_plans(tmp_path: Path) -> None:
     validate, golden = HOOKS
     good = _write_plan(tmp_path / "plans", "good")

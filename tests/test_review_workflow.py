@@ -19,11 +19,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from plan2flow.compiler import compile_plan
 from plan2flow.compiler.review.diff import diff_graphs
 from plan2flow.compiler.review.diff_format import format_markdown
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).parents[1]
 WORKFLOW = ROOT / "deploy" / "ci" / "github-actions" / "plan2flow-review.yml"

@@ -130,6 +130,7 @@ def test_retries_wait_the_configured_backoff(tmp_path: Path) -> None:
     assert gaps[1] >= 1.0 * 0.85
 
 
+@pytest.mark.slow
 def test_resume_reruns_only_the_failed_task_and_its_downstream(tmp_path: Path) -> None:
     log, flag = tmp_path / "runs.log", tmp_path / "fixed"
     tasks = (
