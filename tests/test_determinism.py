@@ -162,6 +162,7 @@ def test_cli_output_is_byte_identical_across_seeds_and_directories(
     assert document["hash"] == references[stem].graph.hash
 
 
+@pytest.mark.slow
 def test_cli_writes_the_same_files_with_the_same_bytes_in_every_configuration(
     cli_runs: CliRuns,
 ) -> None:
