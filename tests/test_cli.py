@@ -189,7 +189,10 @@ def test_sarif_format_has_rules_results_and_related_locations() -> None:
     region = finding["locations"][0]["physicalLocation"]["region"]
     assert (region["startLine"], region["startColumn"]) == (7, 44)
     assert len(finding["relatedLocations"]) == 3
-    assert finding["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == str(path)
+    assert finding["locations"][0]["physicalLocation"]["artifactLocation"] == {
+        "uri": path.relative_to(Path.cwd()).as_posix(),
+        "uriBaseId": "%SRCROOT%",
+    }
 
 
 def test_sarif_warning_level(tmp_path: Path) -> None:

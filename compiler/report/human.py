@@ -1,10 +1,14 @@
-"""Compiler-style text: ``plan.yaml:12:7: P2F202 error: ...``, the source line, a caret, a hint."""
+"""Compiler-style text: ``plan.yaml:12:7: P2F202 error: ...``, the source line, a caret, a hint.
+
+Long source lines are shown as a window around the column, and long values in messages are cut
+(``bounds``), so one diagnostic is a few lines of bounded length."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
 from ..errors import Diagnostic
+from .bounds import elide, elide_pointer, window
 
 SourceLine = Callable[[str, int], str]
 """Returns the text of a 1-based line of a file ("" when unknown)."""
@@ -25,7 +29,7 @@ def _excerpt(item: Diagnostic, source_line: SourceLine) -> list[str]:
     if not text:
         return []
     column = item.column or 1
-    width = max(1, (item.end_column or column + 1) - column)
+    text, column, width = window(text, column, max(1, (item.end_column or column + 1) - column))
     # Keep tabs as tabs so the caret lines up in any terminal.
     pad = "".join(c if c == "\t" else " " for c in text[: column - 1])
     gutter = " " * len(str(item.line))
@@ -37,16 +41,16 @@ def _excerpt(item: Diagnostic, source_line: SourceLine) -> list[str]:
 
 
 def format_diagnostic(item: Diagnostic, source_line: SourceLine) -> str:
-    lines = [f"{_where(item)}: {item.code} {item.severity.value}: {item.message}"]
+    lines = [f"{_where(item)}: {item.code} {item.severity.value}: {elide(item.message)}"]
     lines += _excerpt(item, source_line)
     indent = " " * (len(str(item.line)) + 2 if item.line is not None else 2)
     if item.pointer:
-        lines.append(f"{indent}= at {item.pointer}")
+        lines.append(f"{indent}= at {elide_pointer(item.pointer)}")
     if item.hint:
-        lines.append(f"{indent}= hint: {item.hint}")
+        lines.append(f"{indent}= hint: {elide(item.hint)}")
     for related in item.related:
         where = f"{item.file}:{related.line}:{related.column}" if related.line else item.file
-        lines.append(f"{indent}= note: {where}: {related.message}")
+        lines.append(f"{indent}= note: {where}: {elide(related.message)}")
     return "\n".join(lines)
 
 
