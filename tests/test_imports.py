@@ -38,6 +38,7 @@ def test_every_package_and_template_ships_in_the_wheel() -> None:
         "plan2flow.compiler": "compiler",
         "plan2flow.flows": "flows",
         "plan2flow.agents": "agents",
+        "plan2flow.events": "events",
     }
     found = set()
     for package, folder in folders.items():

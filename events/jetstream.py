@@ -1,0 +1,503 @@
+"""The NATS JetStream backend: settings, connecting (with the server version check), the
+streams, batch publishing, and :class:`JetStreamBus`, the runtime's publisher.
+
+* ``PLAN2FLOW_EVENTS`` (file storage, limits retention) is the write-ahead log of every event,
+  under ``plan2flow.>``. Every publish carries ``Nats-Msg-Id`` = the event id, so a re-publish
+  inside the stream's duplicate window (1 hour by default) is stored once.
+* ``PLAN2FLOW_DLQ`` keeps dead letters under ``dlq.plan2flow.>`` (see
+  :mod:`plan2flow.events.consume`), ``PLAN2FLOW_ADVISORIES`` the server's max-deliveries
+  advisories for the events stream, so that none is lost while no consumer listens.
+
+:class:`JetStreamBus` owns one connection on an event loop in a thread of its own. ``publish``
+waits for the stream's ack (at most ``publish_timeout``); when the bus is down, unreachable or
+slow, the event goes to the local :class:`~plan2flow.events.spool.Spool` instead, and so does
+every later event until a background flush has published the spool, in order. A publish never
+raises and never waits longer than ``publish_timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import nats
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+from plan2flow.events.bus import (
+    DEFAULT_BLOCK_SECONDS,
+    DEFAULT_MAX_PENDING,
+    Handler,
+    Outcome,
+    Overflow,
+    Subscription,
+)
+from plan2flow.events.envelope import Event, decode_event
+from plan2flow.events.errors import BusUnavailable, InvalidEvent, UnsupportedServer
+from plan2flow.events.spool import DEFAULT_MAX_BYTES, FlushReport, Spool
+from plan2flow.events.subjects import ROOT, from_wire, to_wire
+
+LOGGER = logging.getLogger("plan2flow.events")
+
+MIN_VERSION = (2, 9, 0)
+FEATURES = {
+    "filter_subjects": (2, 10, 0),
+    "msg_ttl": (2, 11, 0),
+}
+"""What plan2flow may ask of a server, and the first server version that does it. Older servers
+ignore some of these silently (2.9 ignores ``filter_subjects``), so each is checked first."""
+
+DAY = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class NatsSettings:
+    """Where the bus is and what its streams are called.
+
+    Tests and separate installations sharing one server use their own ``root`` (the first token
+    of every stored subject) and stream names.
+    """
+
+    servers: tuple[str, ...]
+    root: str = ROOT
+    stream: str = "PLAN2FLOW_EVENTS"
+    dlq_stream: str = "PLAN2FLOW_DLQ"
+    advisory_stream: str = "PLAN2FLOW_ADVISORIES"
+    replicas: int = 1
+    max_age_seconds: float = 7 * DAY
+    dlq_max_age_seconds: float = 30 * DAY
+    duplicate_window_seconds: float = 3600.0
+    publish_timeout: float = 2.0
+    connect_timeout: float = 2.0
+    spool_dir: Path = field(default_factory=lambda: _home({}) / "events")
+    spool_max_bytes: int = DEFAULT_MAX_BYTES
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> NatsSettings:
+        """From ``PLAN2FLOW_EVENTS_URL`` (``nats://a:4222,nats://b:4222``),
+        ``PLAN2FLOW_EVENTS_REPLICAS``, ``PLAN2FLOW_EVENTS_SPOOL_MAX_BYTES`` and
+        ``PLAN2FLOW_HOME`` (the spool is ``$PLAN2FLOW_HOME/events``)."""
+        env = os.environ if environ is None else environ
+        servers = tuple(s.strip() for s in env.get("PLAN2FLOW_EVENTS_URL", "").split(",") if s)
+        if not servers:
+            raise BusUnavailable("PLAN2FLOW_EVENTS_URL is not set: there is no NATS bus")
+        return cls(
+            servers=servers,
+            replicas=int(env.get("PLAN2FLOW_EVENTS_REPLICAS", "1")),
+            spool_dir=_home(env) / "events",
+            spool_max_bytes=int(env.get("PLAN2FLOW_EVENTS_SPOOL_MAX_BYTES", DEFAULT_MAX_BYTES)),
+        )
+
+    def with_(self, **changes: Any) -> NatsSettings:
+        return replace(self, **changes)
+
+    def wire(self, subject_or_pattern: str) -> str:
+        """A ``plan2flow.…`` subject or pattern as stored in the stream (under ``root``)."""
+        return to_wire(subject_or_pattern, self.root)
+
+    def canonical(self, wire_subject: str) -> str:
+        return from_wire(wire_subject, self.root)
+
+    @property
+    def dlq_prefix(self) -> str:
+        return "dlq"
+
+
+def _home(env: Mapping[str, str]) -> Path:
+    """``PLAN2FLOW_HOME`` as ``plan2flow.flows.home`` reads it (not imported: a lower layer)."""
+    configured = env.get("PLAN2FLOW_HOME") or os.environ.get("PLAN2FLOW_HOME")
+    return Path(configured).expanduser() if configured else Path.home() / ".plan2flow"
+
+
+def server_version(nc: Client) -> tuple[int, int, int]:
+    version = nc.connected_server_version
+    return (version.major, version.minor, version.patch)
+
+
+def require(nc: Client, feature: str) -> None:
+    """:class:`UnsupportedServer` unless the connected server does ``feature``."""
+    needed = FEATURES[feature]
+    have = server_version(nc)
+    if have < needed:
+        raise UnsupportedServer(
+            f"nats-server {'.'.join(map(str, have))} does not support {feature} (it needs "
+            f"{'.'.join(map(str, needed))} or later, and older servers ignore it silently)"
+        )
+
+
+async def _quiet(error: Exception) -> None:
+    LOGGER.debug("nats: %s", error)
+
+
+async def connect(
+    settings: NatsSettings, *, timeout: float | None = None, reconnect: bool = True
+) -> Client:
+    """A checked connection: :class:`BusUnavailable` when no server answers within ``timeout``
+    (``connect_timeout`` by default), :class:`UnsupportedServer` when the server is older than
+    2.9 or has no JetStream."""
+    wait = settings.connect_timeout if timeout is None else timeout
+    try:
+        nc = await asyncio.wait_for(
+            nats.connect(
+                list(settings.servers),
+                connect_timeout=max(1, int(wait)),
+                max_reconnect_attempts=-1 if reconnect else 0,
+                reconnect_time_wait=0.5,
+                error_cb=_quiet,
+            ),
+            wait,
+        )
+    except (TimeoutError, OSError, nats.errors.Error) as error:
+        raise BusUnavailable(
+            f"no NATS server answers at {','.join(settings.servers)} within {wait:g}s"
+        ) from error
+    try:
+        await check_server(nc)
+    except BaseException:
+        await nc.close()
+        raise
+    return nc
+
+
+async def check_server(nc: Client) -> None:
+    have = server_version(nc)
+    if have < MIN_VERSION:
+        raise UnsupportedServer(
+            f"nats-server {'.'.join(map(str, have))} is too old: the event bus needs "
+            f"{'.'.join(map(str, MIN_VERSION))} or later"
+        )
+    try:
+        await nc.jetstream().account_info()
+    except Exception as error:
+        where = nc.connected_url.netloc if nc.connected_url else "?"
+        raise UnsupportedServer(
+            f"JetStream is not enabled on the NATS server at {where} (start nats-server with -js)"
+        ) from error
+
+
+async def ensure_streams(js: JetStreamContext, settings: NatsSettings) -> None:
+    """Create the three streams when they do not exist (existing ones are left as they are)."""
+    wanted = [
+        StreamConfig(
+            name=settings.stream,
+            description="plan2flow events: the write-ahead log",
+            subjects=[f"{settings.root}.>"],
+            max_age=settings.max_age_seconds,
+        ),
+        StreamConfig(
+            name=settings.dlq_stream,
+            description="plan2flow events that no consumer could handle",
+            subjects=[f"{settings.dlq_prefix}.{settings.root}.>"],
+            max_age=settings.dlq_max_age_seconds,
+        ),
+        StreamConfig(
+            name=settings.advisory_stream,
+            description="max-deliveries advisories of the plan2flow events stream",
+            subjects=[f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{settings.stream}.>"],
+            max_age=settings.dlq_max_age_seconds,
+        ),
+    ]
+    for config in wanted:
+        try:
+            await js.stream_info(str(config.name))
+            continue
+        except NotFoundError:
+            pass
+        config.storage = StorageType.FILE
+        config.retention = RetentionPolicy.LIMITS
+        config.discard = DiscardPolicy.OLD
+        config.num_replicas = settings.replicas
+        config.duplicate_window = settings.duplicate_window_seconds
+        await js.add_stream(config)
+
+
+async def publish_batch(
+    js: JetStreamContext, settings: NatsSettings, events: Sequence[Event]
+) -> list[bool]:
+    """Publish in order on one connection, each with ``Nats-Msg-Id``, and wait for every ack;
+    for each event, whether the stream recognised it as a duplicate. Raises when any ack fails
+    or does not come within ``publish_timeout`` (plus a little per event)."""
+    futures = [
+        await js.publish_async(
+            settings.wire(event.subject),
+            event.to_json(),
+            headers={"Nats-Msg-Id": event.id},
+        )
+        for event in events
+    ]
+    acks = await asyncio.wait_for(
+        asyncio.gather(*futures), settings.publish_timeout + 0.001 * len(futures)
+    )
+    return [bool(ack.duplicate) for ack in acks]
+
+
+class JetStreamBus:
+    """The NATS backend of :class:`~plan2flow.events.bus.EventBus` (see the module's text)."""
+
+    def __init__(self, settings: NatsSettings, *, connect_wait: float | None = None) -> None:
+        self.settings = settings
+        self.spool = Spool(settings.spool_dir, max_bytes=settings.spool_max_bytes)
+        self.published = 0
+        self.duplicates = 0
+        self.spooled = 0
+        self.dropped = 0
+        self.flushed = 0
+        self.problem: str | None = None
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._ready = threading.Event()
+        self._closed = False
+        self._lock = threading.Lock()
+        self._spooling = not self.spool.is_empty()
+        self._subscriptions: list[tuple[Subscription, Any]] = []
+        self._loop = asyncio.new_event_loop()
+        self._kick = asyncio.Event()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="plan2flow-events-nats", daemon=True
+        )
+        self._thread.start()
+        self._main = asyncio.run_coroutine_threadsafe(self._run(), self._loop)
+        self._ready.wait(settings.connect_timeout if connect_wait is None else connect_wait)
+
+    # --- the publisher's side (any thread) -------------------------------------------------
+
+    def publish(self, event: Event) -> Outcome:
+        with self._lock:
+            if self._spooling or self._closed or not self.connected:
+                self._spooling = True
+                return self._to_spool(event)
+        future = asyncio.run_coroutine_threadsafe(self._publish_one(event), self._loop)
+        try:
+            duplicate = future.result(self.settings.publish_timeout)
+        except Exception as error:
+            future.cancel()
+            LOGGER.warning("event %s spooled: publish failed (%s)", event.id, error or "timeout")
+            with self._lock:
+                self._spooling = True
+                return self._to_spool(event)
+        if duplicate:
+            self.duplicates += 1
+            return "duplicate"
+        self.published += 1
+        return "published"
+
+    def _to_spool(self, event: Event) -> Outcome:
+        try:
+            stored = self.spool.append(event)
+        except OSError as error:
+            stored = False
+            LOGGER.error("event spool %s cannot be written: %s", self.spool.path, error)
+        self._loop.call_soon_threadsafe(self._kick.set)
+        if stored:
+            self.spooled += 1
+            return "spooled"
+        self.dropped += 1
+        LOGGER.error(
+            "event %s (%s) dropped: the bus is down and the spool %s is full (%d bytes); "
+            "%d dropped so far",
+            event.id,
+            event.type,
+            self.spool.path,
+            self.spool.max_bytes,
+            self.dropped,
+        )
+        return "dropped"
+
+    @property
+    def connected(self) -> bool:
+        return self._ready.is_set() and self._nc is not None and self._nc.is_connected
+
+    def wait_connected(self, timeout: float) -> bool:
+        """Wait until the bus is connected and its streams exist (tests, tools)."""
+        deadline = time.monotonic() + timeout
+        while not self.connected:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def wait_flushed(self, timeout: float) -> bool:
+        """Wait until the spool is empty and publishes go straight to the stream again."""
+        deadline = time.monotonic() + timeout
+        while self._spooling or not self.spool.is_empty():
+            if time.monotonic() >= deadline:
+                return False
+            self._loop.call_soon_threadsafe(self._kick.set)
+            time.sleep(0.02)
+        return True
+
+    # --- the loop's side ---------------------------------------------------------------------
+
+    async def _publish_one(self, event: Event) -> bool:
+        assert self._js is not None
+        ack = await self._js.publish(
+            self.settings.wire(event.subject),
+            event.to_json(),
+            timeout=self.settings.publish_timeout,
+            headers={"Nats-Msg-Id": event.id},
+        )
+        return bool(ack.duplicate)
+
+    async def _run(self) -> None:
+        try:
+            self._nc = await nats.connect(
+                list(self.settings.servers),
+                connect_timeout=max(1, int(self.settings.connect_timeout)),
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                error_cb=_quiet,
+                reconnected_cb=self._reconnected,
+            )
+            await check_server(self._nc)
+            self._js = self._nc.jetstream()
+            await self._setup()
+        except Exception as error:  # the bus stays in spooling mode, and says why
+            self.problem = str(error)
+            LOGGER.error("event bus at %s unusable: %s", ",".join(self.settings.servers), error)
+            return
+        self._ready.set()
+        while not self._closed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), 1.0)
+            self._kick.clear()
+            if self._closed:
+                return
+            if self._spooling and self._nc.is_connected:
+                await self._flush_in_thread()
+
+    async def _setup(self) -> None:
+        assert self._js is not None
+        deadline = time.monotonic() + 30
+        while True:  # a new cluster elects its meta leader first
+            try:
+                await ensure_streams(self._js, self.settings)
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+
+    async def _reconnected(self) -> None:
+        self._kick.set()
+
+    async def _flush_in_thread(self) -> None:
+        report = await asyncio.to_thread(self._flush)
+        self.flushed += report.published
+        self.duplicates += report.duplicates
+        if report.remaining == 0:
+            with self._lock:
+                if self.spool.is_empty():
+                    self._spooling = False
+
+    def _flush(self) -> FlushReport:
+        def send(events: Sequence[Event]) -> Sequence[bool]:
+            assert self._js is not None
+            return asyncio.run_coroutine_threadsafe(
+                publish_batch(self._js, self.settings, events), self._loop
+            ).result(self.settings.publish_timeout + 0.01 * len(events) + 1)
+
+        return self.spool.flush(send)
+
+    # --- live subscriptions --------------------------------------------------------------
+
+    def subscribe(
+        self,
+        pattern: str,
+        handler: Handler | None = None,
+        *,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        block_seconds: float = DEFAULT_BLOCK_SECONDS,
+        overflow: Overflow = "report",
+    ) -> Subscription:
+        """Events stored from now on whose subject matches ``pattern``, in stream order (an
+        ordered, ephemeral consumer). Messages that are not events are logged and skipped."""
+        subscription = Subscription(
+            pattern,
+            handler,
+            max_pending=max_pending,
+            block_seconds=block_seconds,
+            overflow=overflow,
+            on_close=self._unsubscribe,
+        )
+        if not self.wait_connected(self.settings.connect_timeout):
+            raise BusUnavailable(f"the event bus is not connected: {self.problem or 'no server'}")
+
+        async def deliver(msg: Any) -> None:
+            try:
+                event = decode_event(msg.data)
+            except InvalidEvent as error:
+                LOGGER.error("not an event at %s: %s", msg.subject, error)
+                return
+            await asyncio.to_thread(subscription.offer, event)
+
+        async def start() -> Any:
+            from nats.js.api import ConsumerConfig, DeliverPolicy
+
+            assert self._js is not None
+            return await self._js.subscribe(
+                self.settings.wire(pattern),
+                stream=self.settings.stream,
+                cb=deliver,
+                ordered_consumer=True,
+                config=ConsumerConfig(deliver_policy=DeliverPolicy.NEW),
+            )
+
+        sub = asyncio.run_coroutine_threadsafe(start(), self._loop).result(
+            self.settings.connect_timeout + 5
+        )
+        self._subscriptions.append((subscription, sub))
+        return subscription
+
+    def _unsubscribe(self, subscription: Subscription) -> None:
+        for entry in list(self._subscriptions):
+            if entry[0] is subscription:
+                self._subscriptions.remove(entry)
+                with contextlib.suppress(Exception):
+                    asyncio.run_coroutine_threadsafe(entry[1].unsubscribe(), self._loop).result(5)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "backend": "nats",
+            "servers": list(self.settings.servers),
+            "connected": self.connected,
+            "problem": self.problem,
+            "published": self.published,
+            "duplicates": self.duplicates,
+            "spooled": self.spooled,
+            "flushed": self.flushed,
+            "dropped": self.dropped,
+            "spool_pending": self.spool.pending(),
+            "subscriptions": [s.stats() for s, _ in self._subscriptions],
+        }
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Flush the spool if the bus is up (within ``timeout``), then disconnect."""
+        if self._closed:
+            return
+        if self.connected and self._spooling:
+            self.wait_flushed(timeout)
+        for subscription, _ in list(self._subscriptions):
+            subscription.close()
+        self._closed = True
+        self._loop.call_soon_threadsafe(self._kick.set)
+
+        async def stop() -> None:
+            if self._nc is not None and not self._nc.is_closed:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._nc.close(), timeout)
+
+        with contextlib.suppress(Exception):
+            self._main.cancel()
+            asyncio.run_coroutine_threadsafe(stop(), self._loop).result(timeout + 1)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout)
