@@ -10,12 +10,13 @@ import json
 import os
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from .graph import GraphTask
 from .templates import as_text, env_name
+from .tether import tethered
 
 
 class TaskFailure(RuntimeError):
@@ -91,7 +92,7 @@ def run_shell(context: TaskContext) -> None:
     with open(stdout, "wb") as out, open(stderr, "wb") as err:
         try:
             done = subprocess.run(
-                argv,
+                tethered(argv),  # a task's command dies with the run, even a killed one
                 cwd=cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -126,13 +127,27 @@ def run_python(context: TaskContext) -> None:
     except (ImportError, AttributeError) as error:
         raise TaskFailure(f"cannot load {context.params['callable']!r}: {error}") from None
     arguments: dict[str, Any] = {**context.params.get("kwargs", {}), **context.inputs}
-    if "outputs" in inspect.signature(function).parameters:
-        arguments["outputs"] = context.outputs
-    value = function(**arguments)
+    try:
+        if "outputs" in _parameters(function):
+            arguments["outputs"] = context.outputs
+        value = function(**arguments)
+    except Exception as error:
+        raise TaskFailure(
+            f"task {context.task.id!r}: {context.params['callable']} raised "
+            f"{type(error).__name__}: {error}"
+        ) from error
     if value is not None:
         (context.logs_dir / "return.json").write_text(
             json.dumps(value, sort_keys=True, default=str) + "\n", encoding="utf-8"
         )
+
+
+def _parameters(function: Any) -> Mapping[str, Any]:
+    """The callable's parameter names; none known for a builtin without a signature."""
+    try:
+        return inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return {}
 
 
 def run_noop(context: TaskContext) -> None:
@@ -205,7 +220,13 @@ def resolve_agent(task: GraphTask) -> Executor:
             workspace=str(context.workdir),
             correlation_id=context.correlation_id,
         )
-        result = agent.execute(request)
+        try:
+            result = agent.execute(request)
+        except Exception as error:
+            raise TaskFailure(
+                f"task {task.id!r}: agent '{slug}/{document}' raised "
+                f"{type(error).__name__}: {error}"
+            ) from error
         (context.logs_dir / "agent-result.json").write_text(
             result.model_dump_json(indent=2) + "\n", encoding="utf-8"
         )

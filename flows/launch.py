@@ -7,13 +7,17 @@ quiet console logs (the logs still reach the Prefect API and its UI).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import dataclasses
 import importlib.util
 import itertools
 import json
 import os
+import signal
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +38,91 @@ class LaunchError(Exception):
     """A problem with what the user asked to run (exit status 2)."""
 
 
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM stopped the run, which was cancelled; the process must end now, with
+    status 128 + the signal number, without waiting for task threads that cannot be stopped."""
+
+    def __init__(self, signum: int, flow_run_id: str | None) -> None:
+        name = signal.Signals(signum).name
+        done = f"flow run {flow_run_id} cancelled" if flow_run_id else "nothing was run"
+        super().__init__(f"interrupted ({name}): {done}")
+        self.status = 128 + signum
+
+
+class _Signalled(BaseException):
+    """Raised in the main thread by a signal handler, like KeyboardInterrupt for SIGTERM too."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """Turn SIGINT and SIGTERM into `_Signalled` in the main thread for the duration; after
+    one, both stay ignored while the process cleans up and ends."""
+
+    signals = (signal.SIGINT, signal.SIGTERM)
+    caught: list[int] = []
+
+    def raise_signalled(signum: int, _frame: Any) -> None:
+        for sig in signals:  # a second Ctrl-C must not interrupt the clean-up
+            signal.signal(sig, signal.SIG_IGN)
+        caught.append(signum)
+        raise _Signalled(signum)
+
+    previous = {sig: signal.signal(sig, raise_signalled) for sig in signals}
+    try:
+        yield
+    finally:
+        if not caught:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def _in_background(call: Callable[[], Any]) -> Any:
+    """Run `call` (with this context) in a daemon thread; the main thread only waits, so a
+    signal interrupts the wait and never Prefect's machinery half-way through a call."""
+    outcome: list[Any] = []
+    failure: list[BaseException] = []
+    context = contextvars.copy_context()
+
+    def target() -> None:
+        try:
+            outcome.append(context.run(call))
+        except BaseException as error:  # handed to the main thread
+            failure.append(error)
+
+    thread = threading.Thread(target=target, name="plan2flow-flow", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.2)
+    if failure:
+        raise failure[0]
+    return outcome[0]
+
+
+def _cancel(flow_run_id: str | None, signum: int) -> None:
+    """Mark the flow run Cancelled (bounded: a lost server must not hold the exit up) and
+    remove the outputs its tasks were writing. Task commands die with this process."""
+    if flow_run_id is None:
+        return
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+    from prefect.states import Cancelled
+
+    from . import runtime
+
+    runtime.discard_staging(flow_run_id)
+    message = f"cancelled by {signal.Signals(signum).name} to plan2flow run"
+    with (
+        contextlib.suppress(Exception),
+        temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 0}),
+        get_client(httpx_settings={"timeout": 5}, sync_client=True) as client,
+    ):
+        client.set_flow_run_state(flow_run_id, Cancelled(message=message), force=True)
+
+
 def prefect_environment(verbose: bool = False) -> None:
     """Defaults for running plans on this machine; explicit settings always win.
 
@@ -50,6 +139,8 @@ def prefect_environment(verbose: bool = False) -> None:
             defaults["PREFECT_API_URL"] = local.api_url
     if not os.environ.get("PREFECT_API_URL") and "PREFECT_API_URL" not in defaults:
         defaults["PREFECT_SERVER_ALLOW_EPHEMERAL_MODE"] = "true"
+        # A first start migrates a new database: on a busy machine it takes longer than 20 s.
+        defaults["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
         # The temporary server records task runs from events; its default batches fall behind
         # large plans (measured: about 50 task runs recorded per second with the defaults).
         for service in ("TASK_RUN_RECORDER", "EVENT_PERSISTER"):
@@ -161,6 +252,17 @@ def _table(title: str, rows: list[tuple[str, str, str, str]]) -> Table:
     return table
 
 
+@dataclasses.dataclass
+class _Session:
+    """What an interrupted run must clean up: its temporary server and its flow run."""
+
+    server: Any = None
+    flow_run_id: str | None = None
+
+    def started(self, flow_run_id: str) -> None:
+        self.flow_run_id = flow_run_id
+
+
 def run_plan(
     graph: TaskGraph,
     flow_source: str,
@@ -171,9 +273,49 @@ def run_plan(
     no_cache: bool,
     console: Console,
 ) -> int:
-    """Run a compiled plan; print live progress and a summary; return the exit status."""
+    """Run a compiled plan; print live progress and a summary; return the exit status.
+
+    Ctrl-C or SIGTERM cancels the run and raises `Interrupted`."""
+    session = _Session()
+    with interruptible():
+        try:
+            return _run_plan(
+                graph, flow_source, source, params, max_parallel, no_cache, console, session
+            )
+        except _Signalled as stop:
+            _cancel(session.flow_run_id, stop.signum)
+            if session.server is not None:
+                session.server.stop()
+            raise Interrupted(stop.signum, session.flow_run_id) from None
+
+
+def _temporary_server() -> Any:
+    """Prefect's ephemeral server, started here unless a server is configured."""
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():
+        return None
+    from .ephemeral import start_temporary_server
+
+    try:
+        return start_temporary_server()
+    except RuntimeError as error:  # Prefect's way of saying it did not start in time
+        raise LaunchError(f"the temporary Prefect server did not start: {error}") from None
+
+
+def _run_plan(
+    graph: TaskGraph,
+    flow_source: str,
+    source: str,
+    params: Sequence[str],
+    max_parallel: int | None,
+    no_cache: bool,
+    console: Console,
+    session: _Session,
+) -> int:
     values = parse_params(params, graph.document["params"])
     module_path = build(graph, flow_source, source)
+    session.server = _temporary_server()
 
     from prefect.settings import (
         PREFECT_API_URL,
@@ -218,7 +360,7 @@ def run_plan(
     console.print(
         f"running plan {graph.name} ({graph.hash}) from {source}", highlight=False, soft_wrap=True
     )
-    options = runtime.RunOptions(no_cache=no_cache, observer=observe)
+    options = runtime.RunOptions(no_cache=no_cache, observer=observe, on_start=session.started)
     if console.is_terminal:
         live = Live(_table(f"plan {graph.name}", rows()), console=console, transient=True)
         live.start()
@@ -227,7 +369,7 @@ def run_plan(
     heartbeats = {} if PREFECT_API_URL.value() else {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
     try:
         with runtime.options(options), temporary_settings(updates=heartbeats):
-            state = flow_function(**values, return_state=True)
+            state = _in_background(lambda: flow_function(**values, return_state=True))
     finally:
         if live is not None:
             live.stop()

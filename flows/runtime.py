@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import fcntl
 import functools
 import hashlib
 import json
@@ -22,6 +23,7 @@ import shutil
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -79,6 +81,8 @@ class RunOptions:
 
     no_cache: bool = False
     observer: Observer | None = None
+    on_start: Callable[[str], None] | None = None
+    """Called with the flow run id once the run exists (to cancel it on Ctrl-C)."""
 
 
 _OPTIONS: contextvars.ContextVar[RunOptions | None] = contextvars.ContextVar(
@@ -169,6 +173,17 @@ class Run:
         self.planned: dict[str, Planned] = {}
         self._records: dict[str, TaskRecord] = {task_id: TaskRecord() for task_id in graph.order}
         self._lock = threading.Lock()
+        self._alive = _hold(self.workspace / RUN_LOCK)
+        # A run that crashes never reaches finish(): close the lock when it is collected.
+        self._release = weakref.finalize(self, self._alive.close)
+
+    def staging_dirs(self) -> list[Path]:
+        """The directories this run's tasks are writing their outputs into."""
+        return list(self.artifact_root.glob(f".plan2flow-*.{self.flow_run_id}"))
+
+    def release(self) -> None:
+        """Let go of the run's lock: its staging directories may now be removed by anyone."""
+        self._release()
 
     # records are written from task threads and hooks, read by the flow and observers
     def record(self, task_id: str, **changes: Any) -> TaskRecord:
@@ -261,6 +276,7 @@ class Run:
             workspace=str(self.workspace),
             artifacts=str(self.artifact_root),
         )
+        self.release()
         with _RUNS_LOCK:
             _RUNS.pop(self.flow_run_id, None)
             _SUMMARIES[self.flow_run_id] = summary
@@ -286,9 +302,62 @@ def start(module_file: str, graph_file: str, graph_hash: str, params: Mapping[st
             )
     flow_run_id = str(current_flow_run.id or f"local-{os.getpid()}-{time.time_ns()}")
     run = Run(graph, params, flow_run_id)
+    discard_stale_staging(run.artifact_root, run.workspace.parent)
     with _RUNS_LOCK:
         _RUNS[flow_run_id] = run
+    if run.options.on_start is not None:
+        run.options.on_start(flow_run_id)
     return run
+
+
+RUN_LOCK = ".plan2flow-run.lock"
+"""Held (``flock``) in a run's workspace while the run lives; the kernel releases it when the
+process dies, however it dies."""
+
+
+def _hold(path: Path) -> Any:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+b")  # noqa: SIM115 - held for the run, closed by Run.release
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    return handle
+
+
+def _is_alive(lock: Path) -> bool:
+    """Whether the run owning `lock` still runs (a missing lock: its run is long gone)."""
+    try:
+        handle = open(lock, "rb")  # noqa: SIM115 - closed below
+    except OSError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+    return False
+
+
+def discard_stale_staging(artifact_root: Path, runs_root: Path) -> None:
+    """Remove the staging directories (``.<cache key>.<flow run id>``) of runs that died
+    without cleaning up (a ``kill -9``, a crash); a live run's lock keeps its own."""
+    try:
+        entries = list(artifact_root.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        _, dot, run_id = entry.name.removeprefix(".").partition(".")
+        if not (entry.name.startswith(".plan2flow-") and dot and entry.is_dir()):
+            continue
+        if not _is_alive(runs_root / run_id / RUN_LOCK):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def discard_staging(flow_run_id: str) -> None:
+    """Remove the staging directories of a run of this process that is being abandoned."""
+    run = _run_for(flow_run_id)
+    if run is None:
+        return
+    for stage in run.staging_dirs():
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def _run_for(flow_run_id: Any) -> Run | None:

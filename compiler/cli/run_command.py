@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
+from rich.console import Console
 
-from .app import EXIT_USAGE, app, consoles, say
+from .app import EXIT_INTERRUPTED, EXIT_USAGE, app, consoles, say
 from .checking import Format, check, exit_code, report
 
 
@@ -31,7 +34,30 @@ def run(
 ) -> None:
     """Run a plan with Prefect: ephemeral by default, on a server when PREFECT_API_URL is set."""
     console, err = consoles()
-    from plan2flow.flows.launch import LaunchError, graph_from_file, prefect_environment, run_plan
+    try:
+        code = _run(target, param or [], max_parallel, no_cache, verbose, console, err)
+    except KeyboardInterrupt:  # before the run started: nothing to cancel
+        say(err, "plan2flow: interrupted (SIGINT): nothing was run")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    raise typer.Exit(code)
+
+
+def _run(
+    target: Path,
+    params: list[str],
+    max_parallel: int | None,
+    no_cache: bool,
+    verbose: bool,
+    console: Console,
+    err: Console,
+) -> int:
+    from plan2flow.flows.launch import (
+        Interrupted,
+        LaunchError,
+        graph_from_file,
+        prefect_environment,
+        run_plan,
+    )
 
     try:
         if target.name.endswith(".json"):
@@ -43,11 +69,11 @@ def run(
                 raise typer.Exit(exit_code([outcome]))
             graph, flow_source = outcome.result.graph, outcome.result.flow_source
         prefect_environment(verbose)
-        code = run_plan(
+        return run_plan(
             graph,
             flow_source,
             str(target),
-            param or [],
+            params,
             max_parallel=max_parallel,
             no_cache=no_cache,
             console=console,
@@ -55,4 +81,14 @@ def run(
     except (LaunchError, OSError) as error:
         say(err, f"plan2flow: {error}")
         raise typer.Exit(EXIT_USAGE) from None
-    raise typer.Exit(code)
+    except Interrupted as stop:
+        say(err, f"plan2flow: {stop}")
+        _end_now(stop.status)
+
+
+def _end_now(status: int) -> NoReturn:
+    """Exit at once: a task thread running Python code cannot be stopped, and Prefect's exit
+    handlers would wait for it and then report every event the cancelled run still held."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
