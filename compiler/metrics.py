@@ -10,6 +10,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
 from .errors import Diagnostic
+from .files import check_target
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,5 +60,6 @@ def write_metrics(
         Counter((d.code, d.severity.value) for d in diagnostics).items()
     ):
         found.labels(code, severity).set(count)
+    check_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_to_textfile(str(path), registry)

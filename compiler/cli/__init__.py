@@ -20,7 +20,7 @@ from . import (
     run_command,
     server_commands,
 )
-from .app import app, version
+from .app import app, tolerate_encoding, version
 
 _COMMANDS = (
     agents_commands,
@@ -49,6 +49,7 @@ def _root(
     ] = False,
 ) -> None:
     """Compile YAML plans into hashed TaskGraphs and Prefect flows."""
+    tolerate_encoding()
 
 
 def main() -> None:

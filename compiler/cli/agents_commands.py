@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import contextlib
+from collections.abc import Iterator
+from typing import Annotated, NoReturn
 
 import typer
 
-from .app import EXIT_USAGE, app, consoles, say
+from .app import EXIT_USAGE, NO_SERVER, app, consoles, say
 
 agents_app = typer.Typer(
     help="The agents that run the software-factory task types (Prefect Blocks).",
@@ -15,27 +17,53 @@ agents_app = typer.Typer(
 app.add_typer(agents_app, name="agents")
 
 
-def _agents_env() -> None:
+def _agents_env() -> str:
+    """Set up Prefect's environment and return the server's API URL, or stop: without a server
+    Prefect would use a temporary database of its own, and every change would be lost."""
     from plan2flow.flows.launch import prefect_environment
 
     prefect_environment()
+    from prefect.settings import PREFECT_API_URL
+
+    api_url = str(PREFECT_API_URL.value() or "")
+    if not api_url:
+        _stop(NO_SERVER)
+    return api_url
+
+
+def _stop(message: str) -> NoReturn:
+    say(consoles()[1], f"plan2flow: {message}")
+    raise typer.Exit(EXIT_USAGE)
+
+
+@contextlib.contextmanager
+def _reaching(api_url: str) -> Iterator[None]:
+    """A server that is down or failing ends the command in one line."""
+    import httpx
+
+    try:
+        yield
+    except httpx.HTTPError as error:
+        _stop(f"cannot reach the Prefect server at {api_url}: {error}")
 
 
 @agents_app.command("register")
 def agents_register() -> None:
     """Register every agent block type and its `default` document (idempotent)."""
-    _agents_env()
+    api_url = _agents_env()
     from plan2flow.agents.registry import register_all
 
     console, _ = consoles()
-    for slug, change in register_all():
+    with _reaching(api_url):
+        changes = register_all()
+    for slug, change in changes:
         say(console, f"{slug}: {change}")
 
 
 @agents_app.command("list")
 def agents_list() -> None:
     """Show every agent: task types, documents on the server, health."""
-    _agents_env()
+    api_url = _agents_env()
     from rich.table import Column, Table
 
     from plan2flow.agents.registry import statuses
@@ -45,7 +73,9 @@ def agents_list() -> None:
 
     table = Table("task types", "documents", "health", "latency", "checked")
     table.columns.insert(0, Column("agent", no_wrap=True))
-    for item in statuses():
+    with _reaching(api_url):
+        found = statuses()
+    for item in found:
         checked = datetime.datetime.fromtimestamp(item.checked_at, datetime.UTC)
         table.add_row(
             item.slug,
@@ -63,15 +93,16 @@ def agents_unregister(
     name: Annotated[str, typer.Argument(help="An agent: `tester` or `plan2flow-tester`.")],
 ) -> None:
     """Remove an agent's block type and its documents from the server."""
-    _agents_env()
+    api_url = _agents_env()
     from plan2flow.agents.registry import unregister
 
-    console, err = consoles()
+    console, _ = consoles()
     try:
-        say(console, unregister(name))
+        with _reaching(api_url):
+            done = unregister(name)
     except KeyError as error:
-        say(err, f"plan2flow: {error.args[0]}")
-        raise typer.Exit(EXIT_USAGE) from None
+        _stop(error.args[0])
+    say(console, done)
 
 
 @agents_app.command("health")
@@ -91,7 +122,7 @@ def agents_health(
 ) -> None:
     """Check every agent's health; publish `plan2flow.agent.health` events and, with
     --metrics-port, Prometheus metrics. Exit 1 if any agent is unhealthy."""
-    _agents_env()
+    api_url = _agents_env()
     import time
 
     from prometheus_client import start_http_server
@@ -105,7 +136,8 @@ def agents_health(
         return
     console, _ = consoles()
     while True:
-        results = check_agents.fn()
+        with _reaching(api_url):
+            results = check_agents.fn()
         for item in results:
             state = "ok" if item["healthy"] else f"unhealthy: {item['detail']}"
             say(console, f"{item['agent']}: {state}")

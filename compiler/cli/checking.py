@@ -16,7 +16,7 @@ from ..load import SourceMap
 from ..metrics import PlanMetrics, write_metrics
 from ..pipeline import CompileResult, compile_plan
 from ..report import format_human, format_json, format_sarif
-from .app import EXIT_INVALID, EXIT_OK, EXIT_USAGE, say, version
+from .app import EXIT_INVALID, EXIT_OK, EXIT_USAGE, nonempty_path, say, version
 
 
 class Format(enum.StrEnum):
@@ -129,7 +129,17 @@ def record_metrics(path: Path | None, outcomes: list[Outcome]) -> None:
                 stage_seconds=tuple(o.stage_seconds),
             )
         )
-    write_metrics(path, plans, [d for o in outcomes for d in o.diagnostics])
+    try:
+        write_metrics(path, plans, [d for o in outcomes for d in o.diagnostics])
+    except OSError as error:
+        say(Console(stderr=True), f"plan2flow: cannot write metrics to {path}: {describe(error)}")
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+def describe(error: OSError) -> str:
+    """An OS error in a few words: its reason and, when it is not the path in hand, the file."""
+    reason = error.strerror or str(error)
+    return f"{reason}: {error.filename}" if error.filename else reason
 
 
 PlansArg = Annotated[
@@ -142,5 +152,6 @@ MetricsOpt = Annotated[
     typer.Option(
         "--metrics-file",
         help="Write compile metrics in Prometheus text format (node-exporter textfile collector).",
+        parser=nonempty_path("--metrics-file"),
     ),
 ]

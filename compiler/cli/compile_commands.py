@@ -12,7 +12,7 @@ from ..codegen import flow_file_name, graph_file_name
 from ..errors import diagnostic
 from ..files import write_all_atomic
 from ..schema import render_schema
-from .app import EXIT_OK, EXIT_USAGE, app, consoles, say
+from .app import EXIT_OK, EXIT_USAGE, app, consoles, nonempty_path, say
 from .checking import (
     Format,
     FormatOpt,
@@ -22,6 +22,7 @@ from .checking import (
     StrictOpt,
     check,
     check_all,
+    describe,
     exit_code,
     record_metrics,
     report,
@@ -83,7 +84,10 @@ def compile_command(
     output_dir: Annotated[
         Path | None,
         typer.Option(
-            "--output-dir", "-o", help="Where to write outputs [default: beside each plan]."
+            "--output-dir",
+            "-o",
+            help="Where to write outputs [default: beside each plan].",
+            parser=nonempty_path("--output-dir"),
         ),
     ] = None,
     fmt: FormatOpt = Format.human,
@@ -109,7 +113,7 @@ def compile_command(
         try:
             write_all_atomic(writes)
         except OSError as error:
-            say(err, f"plan2flow: cannot write outputs: {error}")
+            say(err, f"plan2flow: cannot write outputs: {describe(error)}")
             raise typer.Exit(EXIT_USAGE) from None
         if fmt is Format.human:
             for o, (target, _) in zip(outcomes, writes[::2], strict=True):
@@ -139,7 +143,13 @@ def hash_command(plan: Annotated[Path, typer.Argument(help="A plan file.")]) -> 
 @app.command()
 def schema(
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write to this file instead of stdout.",
+            parser=nonempty_path("--output"),
+        ),
     ] = None,
 ) -> None:
     """Print the PlanSpec JSON Schema (Draft 2020-12)."""
@@ -147,4 +157,8 @@ def schema(
     if output is None:
         sys.stdout.write(text)
         return
-    write_all_atomic([(output, text)])
+    try:
+        write_all_atomic([(output, text)])
+    except OSError as error:
+        say(consoles()[1], f"plan2flow: cannot write {output}: {describe(error)}")
+        raise typer.Exit(EXIT_USAGE) from None

@@ -30,7 +30,8 @@ from ..review.golden import (
     unreadable_plan,
     without_collisions,
 )
-from .app import EXIT_INVALID, EXIT_OK, EXIT_USAGE, app, consoles, say
+from .app import EXIT_INVALID, EXIT_OK, EXIT_USAGE, app, consoles, nonempty_path, say
+from .checking import describe
 
 golden_app = typer.Typer(
     help="Check or update the committed TaskGraph and flow module of each plan.",
@@ -49,7 +50,10 @@ PathsArg = Annotated[
 OutputDirOpt = Annotated[
     Path | None,
     typer.Option(
-        "--output-dir", "-o", help="Where the outputs are compiled to [default: beside each plan]."
+        "--output-dir",
+        "-o",
+        help="Where the outputs are compiled to [default: beside each plan].",
+        parser=nonempty_path("--output-dir"),
     ),
 ]
 
@@ -92,7 +96,7 @@ def golden_update(paths: PathsArg = None, output_dir: OutputDirOpt = None) -> No
     try:
         write_all_atomic(writes)
     except OSError as error:
-        say(err, f"plan2flow: cannot write outputs: {error}")
+        say(err, f"plan2flow: cannot write outputs: {describe(error)}")
         raise typer.Exit(EXIT_USAGE) from None
     for check in checks:
         for output in check.outdated:

@@ -16,8 +16,8 @@ from rich.console import Console
 from ..files import write_all_atomic
 from ..review.document import NotATaskGraph, parse_taskgraph
 from ..review.draw import dot, mermaid
-from .app import EXIT_USAGE, app, consoles, say
-from .checking import Format, check, exit_code, report
+from .app import EXIT_USAGE, app, consoles, nonempty_path, say
+from .checking import Format, check, describe, exit_code, report
 
 
 class DrawFormat(enum.StrEnum):
@@ -50,7 +50,12 @@ def graph_command(
     ] = DrawFormat.mermaid,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Write to this file (atomically) instead of stdout."),
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write to this file (atomically) instead of stdout.",
+            parser=nonempty_path("--output"),
+        ),
     ] = None,
 ) -> None:
     """Draw the TaskGraph: tasks grouped by component, shaped by type, edges labelled with the
@@ -121,4 +126,4 @@ def _write(output: Path, drawn: str | bytes) -> None:
     try:
         write_all_atomic([(output, drawn)])
     except OSError as error:
-        raise _Refused(f"cannot write {output}: {error.strerror or error}") from None
+        raise _Refused(f"cannot write {output}: {describe(error)}") from None

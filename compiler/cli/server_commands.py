@@ -12,8 +12,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from .app import EXIT_OK, EXIT_USAGE, app, consoles, say
-from .checking import Format, PlansArg, check, check_all, exit_code, report
+from .app import EXIT_OK, EXIT_USAGE, NO_SERVER, app, consoles, nonempty_path, say
+from .checking import Format, PlansArg, check, check_all, describe, exit_code, report
 
 ParamOpt = Annotated[
     list[str] | None,
@@ -33,11 +33,7 @@ def _require_server(err: Console) -> str:
     prefect_environment()
     api_url = os.environ.get("PREFECT_API_URL", "")
     if not api_url:
-        raise _fail(
-            err,
-            "no Prefect server: start one with `plan2flow up` or set PREFECT_API_URL "
-            "(deployments need a server; `plan2flow run` works without one)",
-        )
+        raise _fail(err, NO_SERVER)
     return api_url
 
 
@@ -124,6 +120,7 @@ def deploy(
             "--prefect-yaml",
             help="Write the deployments into this prefect.yaml (for `prefect deploy`) "
             "instead of deploying.",
+            parser=nonempty_path("--prefect-yaml"),
         ),
     ] = None,
     output_dir: Annotated[
@@ -132,6 +129,7 @@ def deploy(
             "--output-dir",
             "-o",
             help="With --prefect-yaml: where to write the flows [default: beside the file].",
+            parser=nonempty_path("--output-dir"),
         ),
     ] = None,
 ) -> None:
@@ -215,7 +213,10 @@ def _write_prefect_yaml(
     for target in targets:
         writes.append((directory / graph_file_name(target.graph.name), target.graph.text))
         writes.append((directory / flow_file_name(target.graph.name), target.flow_source))
-    write_all_atomic(writes)
+    try:
+        write_all_atomic(writes)
+    except OSError as error:
+        raise _fail(err, f"cannot write outputs: {describe(error)}") from None
     for target in targets:
         say(console, f"{target.source} → {path}: deployment {target.full_name}")
     say(console, f"deploy with: cd {path.parent} && prefect --no-prompt deploy --all")
@@ -244,6 +245,8 @@ def _flow_name(plan: str, err: Console) -> tuple[str, dict[str, Any], list[str]]
     its task ids (both empty when only the name is known)."""
     path = Path(plan)
     if not path.exists():
+        if _names_a_file(plan):
+            raise _fail(err, f"{plan}: no such file")
         return plan, {}, []
     outcome = check(path, strict=False)
     if outcome.result is None:
@@ -251,6 +254,12 @@ def _flow_name(plan: str, err: Console) -> tuple[str, dict[str, Any], list[str]]
         raise typer.Exit(exit_code([outcome]))
     document = outcome.result.graph.document
     return outcome.result.graph.name, document["params"], [t["id"] for t in document["tasks"]]
+
+
+def _names_a_file(plan: str) -> bool:
+    """Whether PLAN is meant as a file (a path, or a plan or graph file name), not a plan name:
+    a missing file must be reported as such, not as a deployment that does not exist."""
+    return "/" in plan or os.sep in plan or plan.endswith((".yaml", ".yml", ".json"))
 
 
 @app.command()
