@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,14 @@ def _objects(node: Any, path: str = "#") -> list[tuple[str, dict[str, Any]]]:
     return found
 
 
+# Subschemas that constrain an object defined elsewhere (the plan rules), rather than define one.
+CONDITIONS = re.compile(r"/(if|then|allOf)(/|$)|^#/anyOf/|/Schedule/oneOf/")
+
+
 def test_every_object_is_closed() -> None:
-    objects = _objects(plan_schema())
+    objects = [
+        (path, node) for path, node in _objects(plan_schema()) if not CONDITIONS.search(path)
+    ]
     assert len(objects) > 30
     open_ones = [path for path, node in objects if node.get("additionalProperties") is not False]
     assert open_ones == []

@@ -9,7 +9,7 @@ from ..errors import Diagnostic, diagnostic
 from ..spec import ParamSpec, PlanSpec
 from .schema import json_type
 
-_ACCEPTS = {
+ACCEPTED_TYPES = {
     "string": ("string",),
     "integer": ("integer",),
     "number": ("integer", "number"),
@@ -17,6 +17,7 @@ _ACCEPTS = {
     "array": ("list",),
     "object": ("mapping",),
 }
+"""Parameter type → the JSON types (as :func:`json_type` names them) its default may have."""
 
 
 def _param_problems(name: str, param: ParamSpec) -> list[Diagnostic]:
@@ -37,7 +38,7 @@ def _param_problems(name: str, param: ParamSpec) -> list[Diagnostic]:
         values.append(("default", param.default, f"{pointer}/default"))
     values.extend(("enum value", v, f"{pointer}/enum/{i}") for i, v in enumerate(param.enum or []))
     for what, value, where in values:
-        if value is not None and json_type(value) not in _ACCEPTS[param.type]:
+        if value is not None and json_type(value) not in ACCEPTED_TYPES[param.type]:
             problems.append(
                 diagnostic(
                     "P2F107",

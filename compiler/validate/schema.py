@@ -115,6 +115,8 @@ def _walk(loc: Sequence[int | str], data: Any) -> tuple[list[int | str], bool]:
 def _resolve(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
     while "$ref" in node:
         node = schema["$defs"][node["$ref"].rsplit("/", 1)[1]]
+    if "type" in node:
+        return node  # its own `anyOf`, if any, constrains it (the plan needs tasks)
     for branch in node.get("anyOf", []):
         if branch.get("type") != "null":
             return _resolve(schema, branch)
@@ -126,9 +128,12 @@ def _allowed_fields(loc: Sequence[int | str]) -> list[str]:
     schema = plan_schema()
     node = _resolve(schema, schema)
     for item in loc[:-1]:
-        mapping = node.get("discriminator", {}).get("mapping", {})
-        if item in mapping:
-            node = _resolve(schema, {"$ref": mapping[item]})
+        branches = {
+            _resolve(schema, branch).get("properties", {}).get("type", {}).get("const"): branch
+            for branch in node.get("oneOf", [])
+        }
+        if item in branches:
+            node = _resolve(schema, branches[item])
         elif isinstance(item, int) and "items" in node:
             node = _resolve(schema, node["items"])
         elif item in node.get("properties", {}):
