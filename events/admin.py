@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 
 from plan2flow.events.bus import URL_ENV, EventBus, process_bus
 from plan2flow.events.consume import HEADER, move_exhausted
@@ -91,7 +91,16 @@ def _iterate(agen: AsyncIterator[T]) -> Iterator[T]:
     finally:
         with contextlib.suppress(Exception):
             loop.run_until_complete(agen.aclose())  # type: ignore[attr-defined]
+        leftover = asyncio.all_tasks(loop)
+        for task in leftover:
+            task.cancel()
+        if leftover:
+            loop.run_until_complete(_drain(leftover))
         loop.close()
+
+
+async def _drain(tasks: set[asyncio.Task[Any]]) -> None:
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 # --- tail and replay -------------------------------------------------------------------------
@@ -162,18 +171,21 @@ async def _tail_nats(
             config=ConsumerConfig(deliver_policy=DeliverPolicy.NEW),
         )
         count = 0
-        while limit is None or count < limit:
-            try:
-                msg = await sub.next_msg(timeout=timeout)
-            except TimeoutError:
-                return
-            try:
-                event = decode_event(msg.data)
-            except InvalidEvent:
-                continue
-            count += 1
-            yield event
-        await sub.unsubscribe()
+        try:
+            while limit is None or count < limit:
+                try:
+                    msg = await sub.next_msg(timeout=timeout)
+                except TimeoutError:
+                    return
+                try:
+                    event = decode_event(msg.data)
+                except InvalidEvent:
+                    continue
+                count += 1
+                yield event
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
     finally:
         await nc.close()
 
@@ -389,7 +401,7 @@ def dlq_purge(seqs: Sequence[int] | None = None, settings: NatsSettings | None =
             return info.state.messages
         removed = 0
         for seq in seqs:
-            with contextlib.suppress(NotFoundError):
+            with contextlib.suppress(APIError):  # not there: 404, or 500 "stream store EOF"
                 removed += bool(await js.delete_msg(resolved.dlq_stream, seq))
         return removed
 

@@ -501,3 +501,5 @@ class JetStreamBus:
             asyncio.run_coroutine_threadsafe(stop(), self._loop).result(timeout + 1)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self._loop.close()

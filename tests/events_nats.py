@@ -1,0 +1,179 @@
+"""NATS for the event bus tests: the machine's server (127.0.0.1:4222), or servers of a test's
+own on free loopback ports with their own store directories, stopped at the end."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from support import need_service
+
+from plan2flow.events.jetstream import NatsSettings
+
+SHARED_URL = os.environ.get("PLAN2FLOW_TEST_NATS_URL", "nats://127.0.0.1:4222")
+BINARY = shutil.which("nats-server") or "/usr/sbin/nats-server"
+
+
+def reachable(url: str) -> bool:
+    host, _, port = url.removeprefix("nats://").partition(":")
+    try:
+        with socket.create_connection((host, int(port or 4222)), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def need_shared_nats() -> str:
+    need_service(reachable(SHARED_URL), f"no NATS server with JetStream at {SHARED_URL}")
+    return SHARED_URL
+
+
+def need_binary() -> str:
+    need_service(Path(BINARY).exists(), f"no nats-server binary ({BINARY}) for the fault tests")
+    return BINARY
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def private_settings(url: str, spool: Path, **changes: object) -> NatsSettings:
+    """Settings of streams and subjects no other test uses."""
+    tag = uuid.uuid4().hex[:10]
+    base = NatsSettings(
+        servers=(url,),
+        root=f"t{tag}",
+        stream=f"EV_{tag}",
+        dlq_stream=f"DLQ_{tag}",
+        advisory_stream=f"ADV_{tag}",
+        spool_dir=spool,
+        publish_timeout=2.0,
+        connect_timeout=2.0,
+    )
+    return base.with_(**changes)
+
+
+def delete_streams(settings: NatsSettings) -> None:
+    async def main() -> None:
+        import nats
+
+        with contextlib.suppress(Exception):
+            nc = await asyncio.wait_for(nats.connect(list(settings.servers)), 3)
+            js = nc.jetstream()
+            for name in (settings.stream, settings.dlq_stream, settings.advisory_stream):
+                with contextlib.suppress(Exception):
+                    await js.delete_stream(name)
+            await nc.close()
+
+    asyncio.run(main())
+
+
+@dataclass
+class Server:
+    """One nats-server process of a test's own."""
+
+    store: Path
+    port: int = field(default_factory=free_port)
+    cluster_port: int | None = None
+    routes: list[int] = field(default_factory=list)
+    name: str = "n"
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> Server:
+        argv = [
+            need_binary(),
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-js",
+            "-sd",
+            str(self.store),
+        ]
+        argv += ["-n", self.name]
+        if self.cluster_port is not None:
+            argv += ["--cluster_name", "p2f", "--cluster", f"nats://127.0.0.1:{self.cluster_port}"]
+            argv += ["--routes", ",".join(f"nats://127.0.0.1:{p}" for p in self.routes)]
+        self.store.mkdir(parents=True, exist_ok=True)
+        log = open(self.store.parent / f"{self.name}.log", "ab")  # noqa: SIM115
+        self.process = subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True)
+        log.close()
+        wait_until(lambda: reachable(self.url), 20, f"nats-server {self.name} on {self.port}")
+        return self
+
+    def kill(self) -> None:
+        """kill -9, and wait for the process to be gone."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@contextlib.contextmanager
+def own_server(directory: Path) -> Iterator[Server]:
+    server = Server(directory / "store").start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@contextlib.contextmanager
+def own_cluster(directory: Path, size: int = 3) -> Iterator[list[Server]]:
+    cluster_ports = [free_port() for _ in range(size)]
+    servers = [
+        Server(
+            directory / f"n{i}",
+            cluster_port=cluster_ports[i],
+            routes=[p for j, p in enumerate(cluster_ports) if j != i],
+            name=f"n{i}",
+        )
+        for i in range(size)
+    ]
+    try:
+        for server in servers:
+            server.start()
+        yield servers
+    finally:
+        for server in servers:
+            server.kill()
+
+
+@pytest.fixture
+def shared(tmp_path: Path) -> Iterator[NatsSettings]:
+    """Settings of private streams on the machine's NATS server, deleted afterwards."""
+    settings = private_settings(need_shared_nats(), tmp_path / "spool")
+    yield settings
+    delete_streams(settings)
