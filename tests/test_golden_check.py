@@ -492,7 +492,7 @@ def test_hook_manifest_has_the_required_keys() -> None:
         re.compile(hook["files"])
         assert hook.get("pass_filenames", True) is True
     assert {hook["id"]: hook["entry"] for hook in HOOKS} == {
-        "plan2flow-validate": "plan2flow validate",
+        "plan2flow-validate": "python -m plan2flow.compiler.hooks validate",
         "plan2flow-golden": "plan2flow golden check",
     }
 
@@ -506,9 +506,13 @@ def _staged_files(hook: dict[str, object], files: list[str]) -> list[str]:
 
 def _run_hook(hook: dict[str, object], files: list[str], cwd: Path) -> int:
     command, *args = str(hook["entry"]).split()
-    assert command == "plan2flow"
+    assert command in ("plan2flow", "python")
     done = subprocess.run(
-        [PLAN2FLOW, *args, *_staged_files(hook, files)],
+        [
+            PLAN2FLOW if command == "plan2flow" else sys.executable,
+            *args,
+            *_staged_files(hook, files),
+        ],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -538,6 +542,38 @@ def test_hooks_run_like_pre_commit_on_good_and_stale_plans(tmp_path: Path) -> No
     good.write_text("apiVersion: plan2flow/v1\nkind: Plan\n", encoding="utf-8")
     assert _run_hook(validate, changed, tmp_path) == 1
     assert _run_hook(golden, changed, tmp_path) == 1
+
+
+def test_both_hooks_select_plans_the_same_way(tmp_path: Path) -> None:
+    """Other YAML in a plans folder passes both hooks; a broken plan fails both."""
+    validate, golden = HOOKS
+    _write_plan(tmp_path / "plans", "good")
+    (tmp_path / "plans" / "values.yaml").write_text("replicas: 3\nimage: x\n", "utf-8")
+    (tmp_path / "plans" / "empty.plan.yaml").write_text("", "utf-8")
+    (tmp_path / "plans" / "broken.yaml").write_text(
+        "apiVersion: plan2flow/v1\nkind: Plan\n", "utf-8"
+    )
+    cases = {
+        ("plans/values.yaml",): 0,
+        ("plans/values.yaml", "plans/empty.plan.yaml"): 0,
+        ("plans/values.yaml", "plans/good.yaml"): 0,
+        ("plans/values.yaml", "plans/broken.yaml"): 1,
+    }
+    for files, status in cases.items():
+        assert _run_hook(golden, list(files), tmp_path) == status, files
+        assert _run_hook(validate, list(files), tmp_path) == status, files
+
+
+def test_the_hook_entry_keeps_options_and_unreadable_files(tmp_path: Path) -> None:
+    from plan2flow.compiler import hooks
+
+    other = tmp_path / "other.yaml"
+    other.write_text("a: 1\n", "utf-8")
+    assert hooks.main(["validate", "--strict", str(other)]) == 0
+    assert hooks.holds_plan(str(tmp_path / "missing.yaml"))
+    assert hooks.main(["validate", str(tmp_path / "missing.yaml")]) == 2
+    good = _write_plan(tmp_path, "good", compiled=False)
+    assert hooks.main(["validate", "-f", "json", str(other), str(good)]) == 0
 
 
 def test_hook_files_pattern_matches_plan_locations() -> None:
