@@ -23,6 +23,7 @@ from .graph.taskgraph import TaskGraph, build_taskgraph
 from .load import DEFAULT_LIMITS, Limits, SourceMap, load_plan
 from .validate.cycles import check_cycles
 from .validate.graph_rules import GRAPH_RULES, check_deploys_verified
+from .validate.name_rules import check_names
 from .validate.plan_rules import check_plan
 from .validate.schema import check_schema
 
@@ -130,6 +131,7 @@ def compile_plan(
         if any(d.code == "P2F100" for d in found):
             raise PlanError([*loaded.problems, *source_map.locate_all(found)])
         diagnostics += check_plan(validated.spec, loaded.data)
+        diagnostics += check_names(validated)
         stage("validate")
         decomposition, found = decompose(validated, limits)
         diagnostics += found
