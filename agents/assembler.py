@@ -8,9 +8,11 @@ import shutil
 from pathlib import Path
 from typing import Any, ClassVar
 
+from plan2flow.compiler.spec import names
 from plan2flow.compiler.spec.params import AssembleParams
 
 from .base import AgentBlock
+from .confine import inside, refusing, require
 from .contract import AgentRequest, AgentResult, Outcome
 
 
@@ -48,6 +50,20 @@ def render_pyproject(params: AssembleParams, modules: list[str]) -> str:
     return "\n".join(lines)
 
 
+def check_params(params: AssembleParams) -> None:
+    """Refuse names and versions that are not what they claim to be: they become file names of
+    the packages built from the project."""
+    if params.project_name is not None:
+        require(names.project_name_problem(params.project_name))
+    if params.version is not None:
+        require(names.version_problem(params.version))
+    require(names.python_requires_problem(params.python_requires))
+    for requirement in params.dependencies:
+        require(names.requirement_problem(requirement))
+    for command, target in sorted(params.scripts.items()):
+        require(names.script_problem(command, target))
+
+
 class AssemblerAgent(AgentBlock):
     """Assembles component code into a project."""
 
@@ -58,8 +74,10 @@ class AssemblerAgent(AgentBlock):
     params_model: ClassVar[Any] = AssembleParams
     required_outputs: ClassVar[tuple[str, ...]] = ("project",)
 
+    @refusing
     def execute(self, request: AgentRequest) -> AgentResult:
         params = AssembleParams.model_validate(request.params, strict=False)
+        check_params(params)
         project = Path(request.outputs["project"])
         (project / "src").mkdir(parents=True, exist_ok=True)
         (project / "tests").mkdir(exist_ok=True)
@@ -67,7 +85,8 @@ class AssemblerAgent(AgentBlock):
         findings: list[str] = []
         for name, source in sorted(request.inputs.items()):
             for file in sorted(Path(source).glob("*.py")):
-                target = project / ("tests" if file.name.startswith("test_") else "src") / file.name
+                folder = "tests" if file.name.startswith("test_") else "src"
+                target = inside(project, folder, file.name)
                 if target.exists():
                     findings.append(f"{file.name} comes from two components (the second: {name})")
                     continue

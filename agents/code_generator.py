@@ -17,9 +17,11 @@ from typing import Any, ClassVar
 
 import jinja2
 
+from plan2flow.compiler.spec.names import module_problem
 from plan2flow.compiler.spec.params import GenerateCodeParams
 
 from .base import AgentBlock
+from .confine import inside, refusing, require
 from .contract import AgentRequest, AgentResult, Outcome
 
 
@@ -106,6 +108,7 @@ class CodeGeneratorAgent(AgentBlock):
     generator: str = "templates"
     """Which generator to use; `templates` is local and deterministic."""
 
+    @refusing
     def execute(self, request: AgentRequest) -> AgentResult:
         # Params from a TaskGraph are complete; validating fills in defaults for anything else.
         params = GenerateCodeParams.model_validate(request.params, strict=False)
@@ -121,8 +124,9 @@ class CodeGeneratorAgent(AgentBlock):
                 findings=[f"{error}: the template generator cannot derive one"],
                 quality=0.0,
             )
+        require(module_problem(module))
         for name, text in sorted(files.items()):
-            (out / name).write_text(text, encoding="utf-8")
+            inside(out, name).write_text(text, encoding="utf-8")
         return AgentResult(
             outcome=Outcome.SUCCEEDED,
             outputs={"code": str(out)},

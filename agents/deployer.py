@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from plan2flow.compiler.spec.params import DeployParams
 
 from .base import AgentBlock
+from .confine import inside, refusing
 from .contract import AgentRequest, AgentResult, Outcome
 from .packager import sha256_of
 
@@ -54,6 +55,7 @@ class DeployerAgent(AgentBlock):
     releases: str = ""
     """Where `directory` releases go when the task names no path (default: PLAN2FLOW_HOME)."""
 
+    @refusing
     def execute(self, request: AgentRequest) -> AgentResult:
         params = DeployParams.model_validate(request.params, strict=False)
         dist = Path(request.inputs["dist"])
@@ -82,7 +84,7 @@ class DeployerAgent(AgentBlock):
     def _to_directory(
         self, params: DeployParams, dist: Path, name: str, files: dict[str, str], request: Any
     ) -> tuple[bool, str]:
-        folder = Path(params.path or self._default_root()) / name
+        folder = inside(Path(params.path or self._default_root()), name)
         manifest = folder / "manifest.json"
         wanted = {"release": name, "files": files}
         if manifest.exists() and json.loads(manifest.read_text("utf-8")) == wanted:
@@ -149,7 +151,7 @@ class DeployerAgent(AgentBlock):
         if _git(["status", "--porcelain"], work).stdout.strip():
             return False, f"refused: {repo} has uncommitted changes"
         tag = f"release-{name}"
-        folder = work / "releases" / name
+        folder = inside(work, "releases", name)
         for file in files:
             folder.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(dist / file, folder / file)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,11 +16,17 @@ from typing import Any, ClassVar
 from plan2flow.compiler.spec.params import TestParams
 
 from .base import AgentBlock
+from .confine import refusing, require
 from .contract import AgentRequest, AgentResult, Outcome
+
+_VERSION = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 
 def _interpreter(version: str | None) -> str | None:
     """The Python to test with: this one, or `pythonX.Y` from PATH for another version."""
+    if version:
+        # `python{version}` is looked up as a command: a '/' would make it a path.
+        require(None if _VERSION.match(version) else f"python {version!r} is not a version")
     current = f"{sys.version_info.major}.{sys.version_info.minor}"
     if not version or version == current:
         return sys.executable
@@ -66,6 +73,7 @@ class TesterAgent(AgentBlock):
             return "pytest is not installed"
         return None
 
+    @refusing
     def execute(self, request: AgentRequest) -> AgentResult:
         python = _interpreter(request.params.get("python"))
         if python is None:
