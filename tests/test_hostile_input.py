@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -128,3 +129,41 @@ def test_two_names_for_one_variable_are_refused(tmp_path: Path) -> None:
         TaskFailure, match=r"params 'who' and params 'WHO' both map to \$P2F_PARAM_WHO"
     ):
         run_shell(_context(tmp_path, ["true"], who="a", WHO="b"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_a_triggered_run_on_the_worker_takes_hostile_params_as_data(tmp_path: Path) -> None:
+    """`plan2flow trigger --param` reaches the plan through a deployment and a process worker."""
+    home = tmp_path / HOSTILE_HOME
+    plan = tmp_path / "plans" / "hostile-trigger.yaml"
+    plan.parent.mkdir()
+    example = (ROOT / "examples" / "plans" / "hello.yaml").read_text(encoding="utf-8")
+    plan.write_text(example.replace("name: hello", "name: hostile-trigger", 1), encoding="utf-8")
+    env = {**os.environ, "PLAN2FLOW_HOME": str(home), "PREFECT_WORKER_QUERY_SECONDS": "1"}
+    env.pop("PREFECT_API_URL", None)
+    command = str(Path(sys.executable).parent / "plan2flow")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [command, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        )
+
+    who = "".join(HOSTILE.values())
+    port = str(_free_port())
+    up = cli("up", "--detach", "--port", port, "--pool", "plan2flow-hostile")
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        deployed = cli("deploy", str(plan))
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        triggered = cli("trigger", str(plan), "--param", f"who={who}", "--wait")
+        assert triggered.returncode == 0, triggered.stdout + triggered.stderr
+    finally:
+        cli("down")
+    assert created(tmp_path) == []
+    assert artifacts(home, "hostile-trigger") == {"greeting": f"Hello, {who}!\n"}
