@@ -358,7 +358,6 @@ class JetStreamBus:
                 error_cb=_quiet,
                 reconnected_cb=self._reconnected,
             )
-            await check_server(self._nc)
             self._js = self._nc.jetstream()
             await self._setup()
         except Exception as error:  # the bus stays in spooling mode, and says why
@@ -376,12 +375,16 @@ class JetStreamBus:
                 await self._flush_in_thread()
 
     async def _setup(self) -> None:
-        assert self._js is not None
+        assert self._js is not None and self._nc is not None
         deadline = time.monotonic() + 30
-        while True:  # a new cluster elects its meta leader first
+        while True:  # a new cluster elects its meta leader before JetStream answers
             try:
+                await check_server(self._nc)
                 await ensure_streams(self._js, self.settings)
                 return
+            except UnsupportedServer as error:
+                if "too old" in str(error) or time.monotonic() > deadline:
+                    raise
             except Exception:
                 if time.monotonic() > deadline:
                     raise

@@ -1,0 +1,233 @@
+"""The event bus under faults, on NATS servers of the tests' own: the bus down during a run,
+kill -9 of a consumer, kill -9 of the server under 10,000 acked publishes, a 3-node cluster
+losing its stream leader."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from events_nats import Server, need_binary, own_cluster, own_server, private_settings, wait_until
+
+from plan2flow.events import Event, RunContext, admin
+from plan2flow.events.jetstream import JetStreamBus, NatsSettings, connect
+
+pytestmark = pytest.mark.slow
+
+
+def _events(n: int, prefix: str = "t", run: str = "r1") -> list[Event]:
+    context = RunContext(tenant="acme", plan="etl", graphhash="sha256:ab", flowrunid=run)
+    return [context.task("started", f"{prefix}{i}") for i in range(n)]
+
+
+def _stored(settings: NatsSettings) -> list[Event]:
+    records = list(admin.replay(from_seq=1, settings=settings, batch=1000))
+    assert all(r.event is not None for r in records)
+    return [r.event for r in records if r.event is not None]
+
+
+def test_bus_down_from_the_start_spools_and_flushes_each_event_once(tmp_path: Path) -> None:
+    need_binary()
+    server = Server(tmp_path / "store")
+    settings = private_settings(server.url, tmp_path / "spool", publish_timeout=1.0)
+    evs = _events(300)
+    started = time.monotonic()
+    bus = JetStreamBus(settings, connect_wait=0.2)
+    outcomes = [bus.publish(e) for e in evs[:200]]
+    assert outcomes == ["spooled"] * 200
+    assert time.monotonic() - started < 10  # never waits for the bus
+    assert bus.stats()["spool_pending"] == 200
+    server.start()
+    try:
+        assert bus.wait_connected(20) and bus.wait_flushed(20)
+        assert [bus.publish(e) for e in evs[200:]] == ["published"] * 100
+        assert bus.stats()["flushed"] == 200
+        bus.close()
+        assert _stored(settings) == evs
+    finally:
+        bus.close()
+        server.kill()
+
+
+def test_bus_stopped_during_a_run_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
+    need_binary()
+    with own_server(tmp_path) as server:
+        settings = private_settings(server.url, tmp_path / "spool", publish_timeout=1.0)
+        bus = JetStreamBus(settings)
+        evs = _events(400)
+        assert [bus.publish(e) for e in evs[:100]] == ["published"] * 100
+        server.kill()
+        started = time.monotonic()
+        outcomes = [bus.publish(e) for e in evs[100:300]]
+        assert set(outcomes) == {"spooled"}
+        assert time.monotonic() - started < 10
+        server.start()  # the same store
+        assert bus.wait_flushed(30)
+        outcomes = [bus.publish(e) for e in evs[300:]]
+        assert set(outcomes) <= {"published", "spooled"}
+        assert bus.wait_flushed(30)
+        bus.close()
+        stored = _stored(settings)
+        assert stored == evs
+        assert len({e.id for e in stored}) == 400
+
+
+def test_flush_publishes_another_process_spool_in_order_once(tmp_path: Path) -> None:
+    need_binary()
+    server = Server(tmp_path / "store")
+    settings = private_settings(server.url, tmp_path / "spool")
+    bus = JetStreamBus(settings, connect_wait=0.1)
+    evs = _events(50)
+    assert {bus.publish(e) for e in evs} == {"spooled"}
+    bus.close(timeout=0.5)
+    server.start()
+    try:
+        # Ten of them reached the stream some other way (a publish whose ack was lost).
+        async def publish_some() -> None:
+            nc = await connect(settings)
+            js = nc.jetstream()
+            from plan2flow.events.jetstream import ensure_streams, publish_batch
+
+            await ensure_streams(js, settings)
+            await publish_batch(js, settings, evs[:10])
+            await nc.close()
+
+        asyncio.run(publish_some())
+        report = admin.flush(settings)
+        assert (report.published, report.duplicates, report.remaining) == (40, 10, 0)
+        assert admin.flush(settings).published == 0
+        assert _stored(settings) == evs
+        assert admin.stats(settings)["spool"]["pending"] == 0
+    finally:
+        server.kill()
+
+
+CONSUMER = """
+import json, sys, time
+from pathlib import Path
+from plan2flow.events.consume import SeenIds, run_consumer
+from plan2flow.events.jetstream import NatsSettings
+raw = json.loads(sys.argv[1])
+raw.update(servers=tuple(raw["servers"]), spool_dir=Path(raw["spool_dir"]))
+settings = NatsSettings(**raw)
+log = Path(sys.argv[2])
+seen = SeenIds(Path(sys.argv[3]))
+def handler(event, delivery):
+    with log.open("a") as f:
+        f.write(f"begin {event.id} {delivery.num_delivered}\\n")
+    if event.taskid == "t3":
+        time.sleep(600)
+    with log.open("a") as f:
+        f.write(f"done {event.id} {delivery.num_delivered}\\n")
+run_consumer(settings, "worker", ">", handler, ack_wait=2, seen=seen)
+"""
+
+
+def test_consumer_killed_mid_message_gets_it_redelivered_and_handled_once(
+    tmp_path: Path,
+) -> None:
+    from plan2flow.events.consume import Delivery, SeenIds, run_consumer
+
+    with own_server(tmp_path) as server:
+        settings = private_settings(server.url, tmp_path / "spool")
+        bus = JetStreamBus(settings)
+        evs = _events(6)
+        for event in evs:
+            bus.publish(event)
+        bus.close()
+        log = tmp_path / "handled.log"
+        raw = {k: (str(v) if isinstance(v, Path) else v) for k, v in settings.__dict__.items()}
+        child = subprocess.Popen(
+            [sys.executable, "-c", CONSUMER, json.dumps(raw), str(log), str(tmp_path / "seen")],
+            start_new_session=True,
+        )
+        try:
+            wait_until(
+                lambda: log.exists() and f"begin {evs[3].id}" in log.read_text(),
+                30,
+                "the child consumer to begin t3",
+            )
+        finally:
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait(10)
+        seen = SeenIds(tmp_path / "seen")
+        redelivered: list[int] = []
+
+        def handler(event: Event, delivery: Delivery) -> None:
+            if event.id == evs[3].id:
+                redelivered.append(delivery.num_delivered)
+            with log.open("a") as file:
+                file.write(f"done {event.id} {delivery.num_delivered}\n")
+
+        run_consumer(settings, "worker", ">", handler, ack_wait=2, seen=seen, idle_exit=3)
+        seen.close()
+        done = [line.split()[1] for line in log.read_text().splitlines() if line.startswith("done")]
+        assert sorted(done) == sorted(e.id for e in evs)  # each handled exactly once
+        assert redelivered == [2]
+
+
+def test_server_killed_during_10000_acked_publishes_keeps_all_once(tmp_path: Path) -> None:
+    need_binary()
+    with own_server(tmp_path) as server:
+        settings = private_settings(server.url, tmp_path / "spool", publish_timeout=1.0)
+        bus = JetStreamBus(settings)
+        evs = _events(10_000)
+        outcomes: list[str] = []
+        thread = threading.Thread(target=lambda: outcomes.extend(bus.publish(e) for e in evs))
+        thread.start()
+        wait_until(lambda: bus.published >= 3000, 60, "3,000 acked publishes")
+        server.kill()
+        server.start()  # the same store and port
+        thread.join(120)
+        assert not thread.is_alive()
+        assert bus.wait_flushed(60)
+        bus.close()
+        assert set(outcomes) <= {"published", "spooled", "duplicate"}
+        assert outcomes.count("spooled") > 0
+        stored = _stored(settings)
+        assert len(stored) == 10_000
+        assert len({e.id for e in stored}) == 10_000
+        assert stored == evs  # one publisher: the stream keeps its order
+
+
+def test_cluster_of_three_loses_nothing_when_the_stream_leader_dies(tmp_path: Path) -> None:
+    need_binary()
+    with own_cluster(tmp_path) as servers:
+        urls = tuple(s.url for s in servers)
+        settings = private_settings(urls[0], tmp_path / "spool", publish_timeout=2.0).with_(
+            servers=urls, replicas=3
+        )
+        bus = JetStreamBus(settings, connect_wait=40)
+        assert bus.wait_connected(40)
+        evs = _events(3000)
+        outcomes: list[str] = []
+        thread = threading.Thread(target=lambda: outcomes.extend(bus.publish(e) for e in evs))
+        thread.start()
+        wait_until(lambda: bus.published >= 1000, 60, "1,000 acked publishes")
+
+        async def leader() -> str:
+            nc = await connect(settings)
+            info = await nc.jetstream().stream_info(settings.stream)
+            await nc.close()
+            assert info.cluster is not None and info.cluster.leader
+            return str(info.cluster.leader)
+
+        name = asyncio.run(leader())
+        victim = next(s for s in servers if s.name == name)
+        victim.kill()
+        thread.join(120)
+        assert not thread.is_alive()
+        assert bus.wait_flushed(60)
+        bus.close()
+        survivors = tuple(s.url for s in servers if s is not victim)
+        stored = _stored(settings.with_(servers=survivors))
+        assert len(stored) == 3000 and len({e.id for e in stored}) == 3000
+        assert stored == evs
