@@ -388,7 +388,7 @@ class JetStreamBus:
             except Exception:
                 if time.monotonic() > deadline:
                     raise
-                await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5)
 
     async def _reconnected(self) -> None:
         self._kick.set()
