@@ -190,8 +190,10 @@ def test_server_killed_during_10000_acked_publishes_keeps_all_once(tmp_path: Pat
         assert not thread.is_alive()
         assert bus.wait_flushed(60)
         bus.close()
+        # Whether an in-flight publish was retried by the client's reconnect or spooled depends
+        # on how fast the server is back; either way every event is stored once.
         assert set(outcomes) <= {"published", "spooled", "duplicate"}
-        assert outcomes.count("spooled") > 0
+        assert len(outcomes) == 10_000
         stored = _stored(settings)
         assert len(stored) == 10_000
         assert len({e.id for e in stored}) == 10_000
