@@ -16,7 +16,14 @@ from contextlib import contextmanager
 
 from .codegen import render_flow
 from .decompose import Origin, decompose
-from .errors import Diagnostic, PlanError, Severity, has_errors, promote_warnings, sort_diagnostics
+from .errors import (
+    Diagnostic,
+    PlanError,
+    Severity,
+    cap_diagnostics,
+    has_errors,
+    promote_warnings,
+)
 from .graph.link import link
 from .graph.order import topological_order
 from .graph.taskgraph import TaskGraph, build_taskgraph
@@ -69,9 +76,12 @@ class CompileResult:
         return found
 
 
-def _locate(source_map: SourceMap, diagnostics: list[Diagnostic]) -> list[Diagnostic]:
-    """Locate the diagnostics that do not know their line yet (the loader's already do)."""
-    return source_map.locate_all(diagnostics)
+def _locate(
+    source_map: SourceMap, diagnostics: list[Diagnostic], limits: Limits
+) -> tuple[Diagnostic, ...]:
+    """Locate the diagnostics that do not know their line yet (the loader's already do), and
+    keep the first ``limits.max_diagnostics`` of them."""
+    return cap_diagnostics(source_map.locate_all(diagnostics), limits.max_diagnostics)
 
 
 @contextmanager
@@ -150,13 +160,13 @@ def compile_plan(
         if strict:
             diagnostics = list(promote_warnings(diagnostics))
         if has_errors(diagnostics):
-            raise PlanError(_locate(source_map, diagnostics))
+            raise PlanError(_locate(source_map, diagnostics, limits))
         taskgraph = build_taskgraph(validated.spec, graph, order)
         stage("graph")
         flow_source = render_flow(taskgraph, filename)
         stage("codegen")
-    warnings = sort_diagnostics(
-        _locate(source_map, [d for d in diagnostics if d.severity is Severity.WARNING])
+    warnings = _locate(
+        source_map, [d for d in diagnostics if d.severity is Severity.WARNING], limits
     )
     origins = {task_id: node.origin for task_id, node in graph.nodes.items()}
     return CompileResult(taskgraph, flow_source, warnings, source_map, origins)

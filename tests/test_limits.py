@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from plan2flow.compiler import Limits, PlanError, compile_plan
 from plan2flow.compiler.cli import app
+from plan2flow.compiler import Limits, PlanError, compile_plan
 from plan2flow.compiler.decompose.budget import capped_product, shown_count
 from plan2flow.compiler.validate.suggest import Suggester
 
@@ -146,7 +146,7 @@ def test_hints_for_many_misspellings_stay_within_a_budget() -> None:
     )
     started = time.perf_counter()
     with pytest.raises(PlanError) as caught:
-        compile_plan(HEAD + f"tasks:\n{tasks}", "p.yaml")
+        compile_plan(HEAD + f"tasks:\n{tasks}", "p.yaml", limits=Limits(max_diagnostics=5000))
     assert time.perf_counter() - started < 10
     hints = [d.hint for d in caught.value.diagnostics]
     assert len(hints) == 3000
@@ -170,3 +170,24 @@ def test_the_cli_reports_a_matrix_bomb_without_a_traceback(tmp_path: Path) -> No
     assert result.exit_code == 1
     assert f"{plan}:8:7: P2F105 error: matrix of 't' expands to 312500000 tasks" in result.output
     assert "Traceback" not in result.output and "MemoryError" not in result.output
+
+
+def test_diagnostics_past_the_limit_are_counted_not_reported() -> None:
+    tasks = "".join(f"  - {{id: t{i}, type: noop, colour: red}}\n" for i in range(1500))
+    found = refused(f"tasks:\n{tasks}")
+    assert len(found) == 1001
+    (note,) = [item for item in found if item[0] == "P2F010"]
+    assert note == (
+        "P2F010",
+        "500 more problems are not reported; the limit is 1000 per plan",
+        "/tasks/999/colour",
+        1004,
+    )
+    assert found[-1][:3] == ("P2F102", "unknown field 'colour'", "/tasks/999/colour")
+
+
+def test_warnings_past_the_limit_are_counted_and_keep_the_plan_valid() -> None:
+    tasks = "".join(f"  - {{id: t{i}, type: noop}}\n" for i in range(30))
+    result = compile_plan(HEAD + f"tasks:\n{tasks}", "p.yaml", limits=Limits(max_diagnostics=10))
+    assert [d.code for d in result.warnings] == ["P2F303"] * 10 + ["P2F010"]
+    assert result.warnings[-1].message.startswith("20 more problems are not reported")

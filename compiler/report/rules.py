@@ -13,7 +13,7 @@ RULE_HELP: dict[str, tuple[str, str]] = {
         "Check the path.",
     ),
     "P2F002": (
-        "File larger than 64 MiB. Exit status 2.",
+        "File larger than 4 MiB ([limits](#limits)). Exit status 2.",
         "Split the plan; use fewer repeated fields.",
     ),
     "P2F003": (
@@ -50,6 +50,14 @@ RULE_HELP: dict[str, tuple[str, str]] = {
         "The file is not valid UTF-8.",
         "Save the file as UTF-8.",
     ),
+    "P2F010": (
+        (
+            "More than 1,000 problems in one plan: the first 1,000 by position are "
+            "reported, and this warning, placed at the last of them, counts the rest. It "
+            "never changes the verdict."
+        ),
+        "Fix the problems reported, then run again.",
+    ),
     "P2F100": (
         "apiVersion is not plan2flow/v1; other errors are not reported.",
         ("Use apiVersion: plan2flow/v1, or the plan2flow version that reads the plan's format."),
@@ -79,9 +87,11 @@ RULE_HELP: dict[str, tuple[str, str]] = {
     "P2F105": (
         (
             "Invalid value: pattern (ids, names, callables, agents, cron), range, "
-            "enumeration, schedule with both or neither of cron and interval_seconds, a "
-            "parameter named like a Python keyword, a non-finite number, a scalar that "
-            "does not match its explicit tag, a matrix of more than 256 combinations."
+            "enumeration, a schedule without exactly one of cron, interval_seconds and "
+            "rrule, a parameter named like a Python keyword, a non-finite number, a "
+            "scalar that does not match its explicit tag, a matrix of more than 256 "
+            "combinations, a plan over one of the [limits](#limits) on tasks, expanded "
+            "tasks, edges, repeated bytes and component dependencies."
         ),
         "Follow the message; it names the rule.",
     ),
