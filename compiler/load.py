@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -695,13 +696,20 @@ class _Builder:
         try:
             value = construct(ScalarNode(tag, event.value))
         except (ValueError, KeyError, IndexError, TypeError, yaml.YAMLError):
-            # Only an explicit tag (`!!int abc`) can ask for a type its text does not have.
+            # An explicit tag (`!!int abc`) asks for a type its text does not have; without one,
+            # only an integer longer than Python converts (4300 digits by default) fails.
+            explicit = event.tag not in (None, "!")
             self.report(
                 diagnostic(
                     "P2F105",
-                    f"{event.value!r} is not a valid {shown}",
+                    f"{event.value!r} is not a valid {shown}"
+                    if explicit
+                    else f"integer of {len(event.value)} digits; at most "
+                    f"{sys.get_int_max_str_digits()} are read",
                     pointer,
-                    hint="remove the tag, or write a value of that type",
+                    hint="remove the tag, or write a value of that type"
+                    if explicit
+                    else "quote it if it is text",
                 ),
                 event.start_mark,
                 event.end_mark,

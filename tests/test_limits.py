@@ -191,3 +191,13 @@ def test_warnings_past_the_limit_are_counted_and_keep_the_plan_valid() -> None:
     result = compile_plan(HEAD + f"tasks:\n{tasks}", "p.yaml", limits=Limits(max_diagnostics=10))
     assert [d.code for d in result.warnings] == ["P2F303"] * 10 + ["P2F010"]
     assert result.warnings[-1].message.startswith("20 more problems are not reported")
+
+
+def test_an_integer_too_long_to_read_is_reported_briefly() -> None:
+    found = refused(f"tasks:\n  - {{id: a, type: noop, retries: {'9' * 100_000}}}\n")
+    assert (
+        "P2F105",
+        "integer of 100000 digits; at most 4300 are read",
+        "/tasks/0/retries",
+        5,
+    ) in found
