@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 # The top-level parts, each installed as `plan2flow.<part>`.
-PARTS := compiler flows agents
+PARTS := compiler flows agents events server cli home
 # uv installs exactly uv.lock (see docs/development.md); it is itself pinned and kept in .tools.
 UV_VERSION := 0.13.9
 TOOLS := .tools
@@ -56,6 +56,7 @@ demo: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 # mypy sees the parts as `plan2flow.<part>`, as they are installed and import each other.
 typecheck: install

@@ -77,7 +77,7 @@ class DeployerAgent(AgentBlock):
         )
 
     def _default_root(self) -> Path:
-        from plan2flow.flows.home import plan2flow_home
+        from plan2flow.home import plan2flow_home
 
         return Path(self.releases) if self.releases else plan2flow_home() / "releases"
 

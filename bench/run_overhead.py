@@ -125,7 +125,7 @@ def build_generated(directory: Path, text: str) -> tuple[Any, dict[str, Any]]:
     As ``tests/support.py`` (build_module, import_flow) does it."""
     from plan2flow.compiler import compile_plan
     from plan2flow.compiler.codegen import flow_file_name, graph_file_name
-    from plan2flow.flows.launch import import_flow
+    from plan2flow.server.launch import import_flow
 
     result = compile_plan(text, "plan.yaml")
     directory.mkdir(parents=True, exist_ok=True)

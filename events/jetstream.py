@@ -46,6 +46,7 @@ from plan2flow.events.envelope import Event, decode_event
 from plan2flow.events.errors import BusUnavailable, InvalidEvent, UnsupportedServer
 from plan2flow.events.spool import DEFAULT_MAX_BYTES, FlushReport, Spool
 from plan2flow.events.subjects import ROOT, from_wire, to_wire
+from plan2flow.home import HOME_ENV, plan2flow_home
 
 LOGGER = logging.getLogger("plan2flow.events")
 
@@ -79,7 +80,7 @@ class NatsSettings:
     duplicate_window_seconds: float = 3600.0
     publish_timeout: float = 2.0
     connect_timeout: float = 2.0
-    spool_dir: Path = field(default_factory=lambda: _home({}) / "events")
+    spool_dir: Path = field(default_factory=lambda: plan2flow_home(create=False) / "events")
     spool_max_bytes: int = DEFAULT_MAX_BYTES
 
     @classmethod
@@ -94,7 +95,7 @@ class NatsSettings:
         return cls(
             servers=servers,
             replicas=int(env.get("PLAN2FLOW_EVENTS_REPLICAS", "1")),
-            spool_dir=_home(env) / "events",
+            spool_dir=plan2flow_home(env if HOME_ENV in env else None, create=False) / "events",
             spool_max_bytes=int(env.get("PLAN2FLOW_EVENTS_SPOOL_MAX_BYTES", DEFAULT_MAX_BYTES)),
         )
 
@@ -111,12 +112,6 @@ class NatsSettings:
     @property
     def dlq_prefix(self) -> str:
         return "dlq"
-
-
-def _home(env: Mapping[str, str]) -> Path:
-    """``PLAN2FLOW_HOME`` as ``plan2flow.flows.home`` reads it (not imported: a lower layer)."""
-    configured = env.get("PLAN2FLOW_HOME") or os.environ.get("PLAN2FLOW_HOME")
-    return Path(configured).expanduser() if configured else Path.home() / ".plan2flow"
 
 
 def server_version(nc: Client) -> tuple[int, int, int]:

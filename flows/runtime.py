@@ -39,11 +39,12 @@ from prefect.states import Failed
 from prefect.tasks import exponential_backoff
 from prefect.utilities.annotations import NotSet
 
+from plan2flow.home import plan2flow_home
+
 from . import events
 from .artifacts import Artifact, TaskOutput, digest_path
 from .executors import TaskContext, TaskFailure, executor_for
 from .graph import Graph, GraphTask, StaleModuleError, load_graph
-from .home import plan2flow_home
 from .templates import referenced_params, resolve_params
 
 UPSTREAM_FAILED = "UpstreamFailed"

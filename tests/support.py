@@ -42,7 +42,7 @@ def build_module(directory: Path, text: str) -> Path:
 
 def import_flow(module_path: Path) -> Any:
     """Import a generated module as `plan2flow run` does, under a name of its own."""
-    from plan2flow.flows.launch import import_flow as launch_import
+    from plan2flow.server.launch import import_flow as launch_import
 
     return launch_import(module_path)
 

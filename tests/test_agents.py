@@ -431,7 +431,7 @@ def test_greeter_service_ends_with_a_wheel_whose_command_answers(
 
     from typer.testing import CliRunner
 
-    from plan2flow.compiler.cli import app
+    from plan2flow.cli import app
 
     result = CliRunner().invoke(
         app, ["run", str(Path(__file__).parents[1] / "examples/plans/greeter-service.yaml")]

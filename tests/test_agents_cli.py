@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from plan2flow.agents import AGENTS
-from plan2flow.compiler.cli import app
+from plan2flow.cli import app
 
 runner = CliRunner()
 
@@ -74,7 +74,7 @@ def test_health_exports_prometheus_metrics() -> None:
 
 
 def test_the_health_check_runs_as_a_prefect_flow() -> None:
-    from plan2flow.flows.health import check_agents
+    from plan2flow.server.health import check_agents
 
     state = check_agents(return_state=True)
     assert state.is_completed()

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
-from plan2flow.compiler.cli import app
+from plan2flow.cli import app
 from plan2flow.compiler.load import DEFAULT_LIMITS
 
 ROOT = Path(__file__).parents[1]

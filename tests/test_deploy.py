@@ -18,10 +18,10 @@ import yaml
 from support import plan_text
 from typer.testing import CliRunner
 
+from plan2flow.cli import app
 from plan2flow.compiler import compile_plan
-from plan2flow.compiler.cli import app
-from plan2flow.flows import server
-from plan2flow.flows.deployments import (
+from plan2flow.server import local as server
+from plan2flow.server.deployments import (
     Target,
     describe_schedule,
     differences,
@@ -30,7 +30,7 @@ from plan2flow.flows.deployments import (
     source_directory,
     write_source,
 )
-from plan2flow.flows.prefect_yaml import HEADER, merge_deployments
+from plan2flow.server.prefect_yaml import HEADER, merge_deployments
 
 SCHEDULED = plan_text(
     "nightly",
@@ -343,7 +343,7 @@ def test_commands_find_the_local_server_through_its_state(
     tmp_path: Path, restore_environment: None
 ) -> None:
     """With no PREFECT_API_URL, `prefect_environment` points at the server `up` recorded."""
-    from plan2flow.flows.launch import prefect_environment
+    from plan2flow.server.launch import prefect_environment
 
     os.environ.pop("PREFECT_API_URL", None)
     os.environ["PLAN2FLOW_HOME"] = str(tmp_path)

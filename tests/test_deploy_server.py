@@ -25,8 +25,8 @@ from browser import CHROMIUM, chromium
 from support import need_service
 from typer.testing import CliRunner
 
+from plan2flow.cli import app
 from plan2flow.compiler import compile_plan
-from plan2flow.compiler.cli import app
 
 pytestmark = pytest.mark.slow
 

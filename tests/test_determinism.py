@@ -43,7 +43,7 @@ def _cli() -> list[str]:
     script = Path(sys.executable).parent / "plan2flow"
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-c", "from plan2flow.compiler.cli import main; main()"]
+    return [sys.executable, "-c", "from plan2flow.cli import main; main()"]
 
 
 def _compile(source: str | bytes, filename: str = "plan.yaml") -> CompileResult:

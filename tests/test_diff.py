@@ -21,8 +21,8 @@ import yaml
 from syrupy.assertion import SnapshotAssertion
 from typer.testing import CliRunner
 
+from plan2flow.cli import app
 from plan2flow.compiler import compile_plan
-from plan2flow.compiler.cli import app
 from plan2flow.compiler.review.diff import (
     ABSENT,
     Change,

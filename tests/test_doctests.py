@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
-PARTS = ("plan2flow.compiler", "plan2flow.flows", "plan2flow.agents")
+PARTS = tuple(
+    f"plan2flow.{part}"
+    for part in ("compiler", "flows", "agents", "events", "server", "cli", "home")
+)
 
 
 def _modules() -> list[str]:

@@ -534,7 +534,7 @@ def test_events_imports_no_other_part_and_no_prefect() -> None:
 
 
 def test_compiler_does_not_import_events() -> None:
-    code = "import sys, plan2flow.compiler.cli; print('plan2flow.events' in sys.modules)"
+    code = "import sys, plan2flow.cli; print('plan2flow.events' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
 

@@ -13,8 +13,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner, Result
 
+from plan2flow.cli import app
 from plan2flow.compiler import compile_plan
-from plan2flow.compiler.cli import app
 from plan2flow.compiler.codegen import flow_file_name, graph_file_name
 from plan2flow.compiler.load import DEFAULT_LIMITS
 from plan2flow.compiler.review.golden import (

@@ -21,8 +21,8 @@ import pytest
 from syrupy.assertion import SnapshotAssertion
 from typer.testing import CliRunner
 
+from plan2flow.cli import app
 from plan2flow.compiler import compile_plan
-from plan2flow.compiler.cli import app
 from plan2flow.compiler.review.document import NotATaskGraph, parse_taskgraph
 from plan2flow.compiler.review.draw import SHAPES, Mark, dot, mermaid
 from plan2flow.compiler.spec.tasks import TASK_TYPES

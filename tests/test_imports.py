@@ -8,7 +8,7 @@ import sys
 
 def test_compiler_does_not_import_prefect() -> None:
     code = (
-        "import sys, plan2flow.compiler, plan2flow.compiler.cli;"
+        "import sys, plan2flow.compiler, plan2flow.cli;"
         "from plan2flow.compiler import compile_plan;"
         "compile_plan('apiVersion: plan2flow/v1\\nkind: Plan\\nmetadata: {name: a}\\n"
         "tasks: [{id: a, type: noop}]\\n');"
@@ -34,12 +34,10 @@ def test_every_package_and_template_ships_in_the_wheel() -> None:
 
     root = Path(__file__).parents[1]
     config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
-    folders = {
-        "plan2flow.compiler": "compiler",
-        "plan2flow.flows": "flows",
-        "plan2flow.agents": "agents",
-        "plan2flow.events": "events",
-    }
+    folders = config["package-dir"]
+    assert set(folders.values()) == {path.parent.name for path in root.glob("*/__init__.py")}, (
+        "every top-level package folder is a part of the namespace"
+    )
     found = set()
     for package, folder in folders.items():
         for init in sorted((root / folder).rglob("__init__.py")):
@@ -47,5 +45,24 @@ def test_every_package_and_template_ships_in_the_wheel() -> None:
             found.add(".".join([package, *relative]))
     assert set(config["packages"]) == found
     data = config["package-data"]
+    for package in folders:
+        assert "py.typed" in data[package], f"{package} ships no py.typed"
     for template in (root / "compiler" / "codegen" / "templates").glob("*"):
         assert f"templates/*{template.suffix}" in data["plan2flow.compiler.codegen"]
+
+
+def test_the_architecture_picture_follows_the_layers_contract() -> None:
+    """docs/architecture.md draws the parts in the contract's order, each above the next."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["importlinter"]
+    [layers] = [c["layers"] for c in config["contracts"] if c["type"] == "layers"]
+    parts = [layer.removeprefix("plan2flow.") for layer in layers]
+    doc = (root / "docs" / "architecture.md").read_text("utf-8")
+    picture = doc.split("<!-- parts:", 1)[1].split("```mermaid", 1)[1].split("```", 1)[0]
+    arrows = re.findall(r"^\s*(\w+)(?:\[[^\]]*\])?\s*-->\s*(\w+)", picture, re.MULTILINE)
+    assert arrows == list(zip(parts, parts[1:], strict=False))
+    assert set(parts) == {p.removeprefix("plan2flow.") for p in config["root_packages"]}

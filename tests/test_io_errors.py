@@ -13,7 +13,7 @@ import pytest
 from support import plan_text
 from typer.testing import CliRunner, Result
 
-from plan2flow.compiler.cli import app
+from plan2flow.cli import app
 
 ROOT = Path(__file__).parents[1]
 HELLO = ROOT / "examples" / "plans" / "hello.yaml"

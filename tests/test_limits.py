@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from plan2flow.compiler.cli import app
+from plan2flow.cli import app
 from plan2flow.compiler import Limits, PlanError, compile_plan
 from plan2flow.compiler.decompose.budget import capped_product, shown_count
 from plan2flow.compiler.validate.suggest import Suggester

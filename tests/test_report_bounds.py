@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from plan2flow.cli import app
 from plan2flow.compiler import Diagnostic
-from plan2flow.compiler.cli import app
 from plan2flow.compiler.errors import Related
 from plan2flow.compiler.report import format_human, format_json
 from plan2flow.compiler.report.bounds import WINDOW, cut, elide, elide_pointer, window

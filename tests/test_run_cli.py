@@ -10,7 +10,7 @@ import pytest
 from support import plan_text
 from typer.testing import CliRunner
 
-from plan2flow.compiler.cli import app
+from plan2flow.cli import app
 
 ROOT = Path(__file__).parents[1]
 runner = CliRunner()
@@ -145,7 +145,7 @@ def test_live_progress_on_a_terminal(tmp_path: Path) -> None:
     from rich.console import Console
 
     from plan2flow.compiler import compile_plan
-    from plan2flow.flows.launch import prefect_environment, run_plan
+    from plan2flow.server.launch import prefect_environment, run_plan
 
     text = plan_text("live", "  - {id: a, type: noop}\n  - {id: b, type: noop, depends_on: [a]}\n")
     result = compile_plan(text, "live.yaml")

@@ -11,7 +11,7 @@ import pytest
 from jsonschema import Draft4Validator
 from typer.testing import CliRunner
 
-from plan2flow.compiler.cli import app
+from plan2flow.cli import app
 from plan2flow.compiler import CODES, Diagnostic, Severity
 from plan2flow.compiler.errors import Related
 from plan2flow.compiler.report import format_sarif

@@ -21,8 +21,8 @@ from jsonschema import Draft202012Validator
 from support import need_service
 from typer.testing import CliRunner
 
+from plan2flow.cli import app
 from plan2flow.compiler import PlanError
-from plan2flow.compiler.cli import app
 from plan2flow.compiler.load import load_plan
 
 ROOT = Path(__file__).parents[1]

@@ -20,7 +20,7 @@ app.add_typer(agents_app, name="agents")
 def _agents_env() -> str:
     """Set up Prefect's environment and return the server's API URL, or stop: without a server
     Prefect would use a temporary database of its own, and every change would be lost."""
-    from plan2flow.flows.launch import prefect_environment
+    from plan2flow.server.launch import prefect_environment
 
     prefect_environment()
     from prefect.settings import PREFECT_API_URL
@@ -127,7 +127,7 @@ def agents_health(
 
     from prometheus_client import start_http_server
 
-    from plan2flow.flows.health import check_agents
+    from plan2flow.server.health import check_agents
 
     if metrics_port is not None:
         start_http_server(metrics_port, addr="127.0.0.1")

@@ -10,12 +10,13 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from ..errors import Diagnostic, PlanError, sort_diagnostics
-from ..files import read_plan
-from ..load import SourceMap
-from ..metrics import PlanMetrics, write_metrics
-from ..pipeline import CompileResult, compile_plan
-from ..report import format_human, format_json, format_sarif
+from plan2flow.compiler.errors import Diagnostic, PlanError, sort_diagnostics
+from plan2flow.compiler.files import read_plan
+from plan2flow.compiler.load import SourceMap
+from plan2flow.compiler.metrics import PlanMetrics, write_metrics
+from plan2flow.compiler.pipeline import CompileResult, compile_plan
+from plan2flow.compiler.report import format_human, format_json, format_sarif
+
 from .app import EXIT_INVALID, EXIT_OK, EXIT_USAGE, nonempty_path, say, version
 
 

@@ -29,9 +29,9 @@ from rich.text import Text
 from plan2flow.compiler.codegen import flow_file_name, graph_file_name, render_flow
 from plan2flow.compiler.files import write_all_atomic
 from plan2flow.compiler.graph.taskgraph import TaskGraph, graph_hash
+from plan2flow.home import plan2flow_home
 
-from .home import plan2flow_home
-from .server import running as running_server
+from .local import running as running_server
 
 
 class LaunchError(Exception):
@@ -111,7 +111,7 @@ def _cancel(flow_run_id: str | None, signum: int) -> None:
     from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
     from prefect.states import Cancelled
 
-    from . import runtime
+    from plan2flow.flows import runtime
 
     runtime.discard_staging(flow_run_id)
     message = f"cancelled by {signal.Signals(signum).name} to plan2flow run"
@@ -325,7 +325,7 @@ def _run_plan(
     )
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    from . import runtime
+    from plan2flow.flows import runtime
 
     flow_function = import_flow(module_path)
     if max_parallel is not None:

@@ -8,10 +8,11 @@ from typing import Annotated
 
 import typer
 
-from ..codegen import flow_file_name, graph_file_name
-from ..errors import diagnostic
-from ..files import write_all_atomic
-from ..schema import render_schema
+from plan2flow.compiler.codegen import flow_file_name, graph_file_name
+from plan2flow.compiler.errors import diagnostic
+from plan2flow.compiler.files import write_all_atomic
+from plan2flow.compiler.schema import render_schema
+
 from .app import EXIT_OK, EXIT_USAGE, app, consoles, nonempty_path, say
 from .checking import (
     Format,

@@ -19,7 +19,7 @@ import prefect
 from prefect.server.api.server import SubprocessASGIServer
 from prefect.settings import PREFECT_API_URL, get_current_settings
 
-from .tether import tethered
+from plan2flow.flows.tether import tethered
 
 
 class TetheredServer(SubprocessASGIServer):

@@ -13,9 +13,10 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from ..files import write_all_atomic
-from ..review.document import NotATaskGraph, parse_taskgraph
-from ..review.draw import dot, mermaid
+from plan2flow.compiler.files import write_all_atomic
+from plan2flow.compiler.review.document import NotATaskGraph, parse_taskgraph
+from plan2flow.compiler.review.draw import dot, mermaid
+
 from .app import EXIT_USAGE, app, consoles, nonempty_path, say
 from .checking import Format, check, describe, exit_code, report
 

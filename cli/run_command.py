@@ -51,7 +51,7 @@ def _run(
     console: Console,
     err: Console,
 ) -> int:
-    from plan2flow.flows.launch import (
+    from plan2flow.server.launch import (
         Interrupted,
         LaunchError,
         graph_from_file,

@@ -20,8 +20,7 @@ from uuid import UUID
 from plan2flow.compiler.codegen import flow_file_name, flow_function_name, graph_file_name
 from plan2flow.compiler.files import write_all_atomic
 from plan2flow.compiler.graph.taskgraph import TaskGraph
-
-from .home import plan2flow_home
+from plan2flow.home import plan2flow_home
 
 if TYPE_CHECKING:
     from prefect import Flow

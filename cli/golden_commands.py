@@ -15,10 +15,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from ..files import read_plan, write_all_atomic
-from ..load import DEFAULT_LIMITS, SourceMap
-from ..report import format_human
-from ..review.golden import (
+from plan2flow.compiler.files import read_plan, write_all_atomic
+from plan2flow.compiler.load import DEFAULT_LIMITS, SourceMap
+from plan2flow.compiler.report import format_human
+from plan2flow.compiler.review.golden import (
     PlanCheck,
     Status,
     check_plan,
@@ -30,6 +30,7 @@ from ..review.golden import (
     unreadable_plan,
     without_collisions,
 )
+
 from .app import EXIT_INVALID, EXIT_OK, EXIT_USAGE, app, consoles, nonempty_path, say
 from .checking import describe
 

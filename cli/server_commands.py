@@ -28,7 +28,7 @@ def _fail(err: Console, message: str, code: int = EXIT_USAGE) -> typer.Exit:
 
 def _require_server(err: Console) -> str:
     """Set up Prefect's environment and return the API URL, or stop: there is no server."""
-    from plan2flow.flows.launch import prefect_environment
+    from plan2flow.server.launch import prefect_environment
 
     prefect_environment()
     api_url = os.environ.get("PREFECT_API_URL", "")
@@ -70,8 +70,8 @@ def up(
     """Start a local Prefect server, a process work pool and its worker; register the agents.
 
     In the foreground until Ctrl-C, which stops the worker, then the server."""
-    from plan2flow.flows.home import plan2flow_home
-    from plan2flow.flows.server import ServerConfig, ServerError, start, wait_until_interrupted
+    from plan2flow.home import plan2flow_home
+    from plan2flow.server.local import ServerConfig, ServerError, start, wait_until_interrupted
 
     console, err = consoles()
     config = ServerConfig(host=host, port=port, pool=pool, database_url=database_url)
@@ -96,7 +96,7 @@ def up(
 @app.command()
 def down() -> None:
     """Stop the worker and the server that `plan2flow up --detach` started."""
-    from plan2flow.flows.server import stop
+    from plan2flow.server.local import stop
 
     console, _ = consoles()
     if not stop(progress=lambda line: say(console, line)):
@@ -145,11 +145,11 @@ def deploy(
         raise typer.Exit(code)
     if output_dir is not None and prefect_yaml is None:
         raise _fail(err, "--output-dir goes with --prefect-yaml")
-    from plan2flow.flows.launch import prefect_environment
-    from plan2flow.flows.server import running
+    from plan2flow.server.launch import prefect_environment
+    from plan2flow.server.local import running
 
     prefect_environment()
-    from plan2flow.flows.deployments import DeployError, plan_targets
+    from plan2flow.server.deployments import DeployError, plan_targets
 
     local = running()
     compiled = []
@@ -169,9 +169,9 @@ def deploy(
     api_url = _require_server(err)
     import httpx
 
-    from plan2flow.flows.deployments import check_pool
-    from plan2flow.flows.deployments import deploy as deploy_target
-    from plan2flow.flows.server import api_settings
+    from plan2flow.server.deployments import check_pool
+    from plan2flow.server.deployments import deploy as deploy_target
+    from plan2flow.server.local import api_settings
 
     try:
         with api_settings(api_url):
@@ -199,7 +199,7 @@ def _write_prefect_yaml(
 ) -> None:
     from plan2flow.compiler.codegen import flow_file_name, graph_file_name
     from plan2flow.compiler.files import write_all_atomic
-    from plan2flow.flows.prefect_yaml import merge_deployments
+    from plan2flow.server.prefect_yaml import merge_deployments
 
     directory = output_dir if output_dir is not None else path.parent
     relative = os.path.relpath(directory.resolve(), path.parent.resolve())
@@ -226,7 +226,7 @@ def _untyped(pairs: list[str]) -> dict[str, Any]:
     """`k=v` pairs for a plan known only by name: JSON values where they parse, else strings."""
     import json
 
-    from plan2flow.flows.launch import LaunchError
+    from plan2flow.server.launch import LaunchError
 
     values: dict[str, Any] = {}
     for pair in pairs:
@@ -274,7 +274,7 @@ def runs(
     flow_name = _flow_name(plan, err)[0] if plan else None
     api_url = _require_server(err)
 
-    from plan2flow.flows.remote import RemoteError, recent_runs
+    from plan2flow.server.remote import RemoteError, recent_runs
 
     try:
         found, upcoming = recent_runs(api_url, flow_name, limit)
@@ -313,8 +313,8 @@ def trigger(
     console, err = consoles()
     flow_name, declared, task_ids = _flow_name(plan, err)
     api_url = _require_server(err)
-    from plan2flow.flows.launch import LaunchError, parse_params
-    from plan2flow.flows.remote import RemoteError, start_run, wait_for_run
+    from plan2flow.server.launch import LaunchError, parse_params
+    from plan2flow.server.remote import RemoteError, start_run, wait_for_run
 
     try:
         values = (

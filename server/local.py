@@ -28,8 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from plan2flow.compiler.files import write_all_atomic
-
-from .home import plan2flow_home
+from plan2flow.home import plan2flow_home
 
 DEFAULT_POOL = "plan2flow"
 DEFAULT_PORT = 4200
