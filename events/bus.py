@@ -60,6 +60,11 @@ class EventBus(Protocol):
         """Counters of this bus (publishes, duplicates, spooled, dropped, subscriptions)."""
         ...
 
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait (at most ``timeout`` seconds) until every event published so far is stored or
+        spooled; the runtime calls it at the end of a run. True when nothing had to be spooled."""
+        ...
+
     def close(self) -> None:
         """Stop the subscriptions (and, for NATS, flush what it can and disconnect)."""
         ...
@@ -214,6 +219,9 @@ class NullBus:
 
     def stats(self) -> dict[str, Any]:
         return {"backend": "off"}
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        return True
 
     def close(self) -> None:
         return None

@@ -9,20 +9,27 @@ streams, batch publishing, and :class:`JetStreamBus`, the runtime's publisher.
   advisories for the events stream, so that none is lost while no consumer listens.
 
 :class:`JetStreamBus` owns one connection on an event loop in a thread of its own. ``publish``
-waits for the stream's ack (at most ``publish_timeout``); when the bus is down, unreachable or
-slow, the event goes to the local :class:`~plan2flow.events.spool.Spool` instead, and so does
-every later event until a background flush has published the spool, in order. A publish never
-raises and never waits longer than ``publish_timeout``.
+hands the event to that connection and returns; the loop checks the stream's acks in the
+background, with at most ``max_in_flight`` events unacknowledged (``acks="wait"`` waits for each
+ack instead, as earlier versions did). When the bus is down, unreachable or slow, or an ack fails
+or does not come within ``publish_timeout``, every event still in flight and every later one goes
+to the local :class:`~plan2flow.events.spool.Spool`, in order, until a background flush has
+published the spool. :meth:`JetStreamBus.flush` (and ``close``, and the end of the process) waits,
+bounded, for the outstanding acks and spools the rest. A publish never raises and never waits
+longer than ``publish_timeout``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
+import functools
 import logging
 import os
 import threading
 import time
+from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -59,6 +66,11 @@ FEATURES = {
 ignore some of these silently (2.9 ignores ``filter_subjects``), so each is checked first."""
 
 DAY = 24 * 3600.0
+ACKS = ("background", "wait")
+"""How ``JetStreamBus.publish`` treats the stream's ack: check it in the background (default), or
+wait for it before returning."""
+RECENT_IDS = 65_536
+"""How many event ids a bus remembers, to answer a re-publish with ``duplicate`` at once."""
 
 
 @dataclass(frozen=True)
@@ -82,22 +94,44 @@ class NatsSettings:
     connect_timeout: float = 2.0
     spool_dir: Path = field(default_factory=lambda: plan2flow_home(create=False) / "events")
     spool_max_bytes: int = DEFAULT_MAX_BYTES
+    acks: str = "background"
+    max_in_flight: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.acks not in ACKS:
+            raise ValueError(f"acks must be one of {', '.join(ACKS)}, not {self.acks!r}")
+        if self.max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> NatsSettings:
         """From ``PLAN2FLOW_EVENTS_URL`` (``nats://a:4222,nats://b:4222``),
-        ``PLAN2FLOW_EVENTS_REPLICAS``, ``PLAN2FLOW_EVENTS_SPOOL_MAX_BYTES`` and
-        ``PLAN2FLOW_HOME`` (the spool is ``$PLAN2FLOW_HOME/events``)."""
+        ``PLAN2FLOW_EVENTS_REPLICAS``, ``PLAN2FLOW_EVENTS_SPOOL_MAX_BYTES``,
+        ``PLAN2FLOW_EVENTS_ACKS`` (``background`` or ``wait``), ``PLAN2FLOW_HOME`` (the spool is
+        ``$PLAN2FLOW_HOME/events``) and, for installations sharing one server,
+        ``PLAN2FLOW_EVENTS_ROOT``, ``PLAN2FLOW_EVENTS_STREAM``, ``PLAN2FLOW_EVENTS_DLQ_STREAM``
+        and ``PLAN2FLOW_EVENTS_ADVISORY_STREAM``."""
         env = os.environ if environ is None else environ
         servers = tuple(s.strip() for s in env.get("PLAN2FLOW_EVENTS_URL", "").split(",") if s)
         if not servers:
             raise BusUnavailable("PLAN2FLOW_EVENTS_URL is not set: there is no NATS bus")
+        names = {
+            field_name: value
+            for field_name, variable in (
+                ("root", "PLAN2FLOW_EVENTS_ROOT"),
+                ("stream", "PLAN2FLOW_EVENTS_STREAM"),
+                ("dlq_stream", "PLAN2FLOW_EVENTS_DLQ_STREAM"),
+                ("advisory_stream", "PLAN2FLOW_EVENTS_ADVISORY_STREAM"),
+            )
+            if (value := env.get(variable, "").strip())
+        }
         return cls(
             servers=servers,
             replicas=int(env.get("PLAN2FLOW_EVENTS_REPLICAS", "1")),
             spool_dir=plan2flow_home(env if HOME_ENV in env else None, create=False) / "events",
             spool_max_bytes=int(env.get("PLAN2FLOW_EVENTS_SPOOL_MAX_BYTES", DEFAULT_MAX_BYTES)),
-        )
+            acks=env.get("PLAN2FLOW_EVENTS_ACKS", "").strip() or "background",
+        ).with_(**names)
 
     def with_(self, **changes: Any) -> NatsSettings:
         return replace(self, **changes)
@@ -236,6 +270,23 @@ async def publish_batch(
     return [bool(ack.duplicate) for ack in acks]
 
 
+@dataclass(eq=False)
+class _InFlight:
+    """An event handed to the connection whose ack has not been checked yet."""
+
+    event: Event
+    since: float
+    future: asyncio.Future[Any] | None = None
+    acked: bool = False
+    gone: bool = False  # spooled (or dropped) after a failure: its ack no longer matters
+
+
+def _cancel(futures: Sequence[asyncio.Future[Any]]) -> None:
+    for future in futures:
+        if not future.done():
+            future.cancel()
+
+
 class JetStreamBus:
     """The NATS backend of :class:`~plan2flow.events.bus.EventBus` (see the module's text)."""
 
@@ -243,6 +294,7 @@ class JetStreamBus:
         self.settings = settings
         self.spool = Spool(settings.spool_dir, max_bytes=settings.spool_max_bytes)
         self.published = 0
+        self.acked = 0
         self.duplicates = 0
         self.spooled = 0
         self.dropped = 0
@@ -253,8 +305,14 @@ class JetStreamBus:
         self._ready = threading.Event()
         self._closed = False
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
         self._spooling = not self.spool.is_empty()
+        self._window: deque[_InFlight] = deque()  # in publish order; the front is the oldest
+        self._outbox: deque[_InFlight] = deque()  # handed over, not yet given to the connection
+        self._sending = False
+        self._recent: OrderedDict[str, None] = OrderedDict()
         self._subscriptions: list[tuple[Subscription, Any]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
         self._loop = asyncio.new_event_loop()
         self._kick = asyncio.Event()
         self._thread = threading.Thread(
@@ -262,11 +320,45 @@ class JetStreamBus:
         )
         self._thread.start()
         self._main = asyncio.run_coroutine_threadsafe(self._run(), self._loop)
+        atexit.register(self._at_exit)
         self._ready.wait(settings.connect_timeout if connect_wait is None else connect_wait)
 
     # --- the publisher's side (any thread) -------------------------------------------------
 
     def publish(self, event: Event) -> Outcome:
+        if self.settings.acks == "wait":
+            return self._publish_waiting(event)
+        with self._lock:
+            if self._spooling or self._closed or not self.connected:
+                self._spooling = True
+                return self._to_spool(event)
+            if event.id in self._recent:
+                self.duplicates += 1
+                return "duplicate"
+            if len(self._window) >= self.settings.max_in_flight:
+                room = self._room.wait_for(
+                    lambda: self._spooling or len(self._window) < self.settings.max_in_flight,
+                    self.settings.publish_timeout,
+                )
+                if not room:
+                    self._give_up(
+                        f"{len(self._window)} events in flight, none acknowledged within "
+                        f"{self.settings.publish_timeout:g}s"
+                    )
+                if self._spooling:
+                    return self._to_spool(event)
+            entry = _InFlight(event, time.monotonic())
+            self._window.append(entry)
+            self._outbox.append(entry)
+            self._remember(event.id)
+            self.published += 1
+            wake = not self._sending
+            self._sending = True
+        if wake:
+            self._loop.call_soon_threadsafe(self._start_sending)
+        return "published"
+
+    def _publish_waiting(self, event: Event) -> Outcome:
         with self._lock:
             if self._spooling or self._closed or not self.connected:
                 self._spooling = True
@@ -284,7 +376,13 @@ class JetStreamBus:
             self.duplicates += 1
             return "duplicate"
         self.published += 1
+        self.acked += 1
         return "published"
+
+    def _remember(self, event_id: str) -> None:
+        self._recent[event_id] = None
+        if len(self._recent) > RECENT_IDS:
+            self._recent.popitem(last=False)
 
     def _to_spool(self, event: Event) -> Outcome:
         try:
@@ -296,7 +394,12 @@ class JetStreamBus:
         if stored:
             self.spooled += 1
             return "spooled"
+        self._count_dropped(event)
+        return "dropped"
+
+    def _count_dropped(self, event: Event) -> None:
         self.dropped += 1
+        self._recent.pop(event.id, None)
         LOGGER.error(
             "event %s (%s) dropped: the bus is down and the spool %s is full (%d bytes); "
             "%d dropped so far",
@@ -306,7 +409,48 @@ class JetStreamBus:
             self.spool.max_bytes,
             self.dropped,
         )
-        return "dropped"
+
+    def _give_up(self, reason: str) -> None:
+        """With the lock held: spool every event still in flight, in order (those acked behind
+        an unacked one too: the stream recognises them when the spool is flushed), and spool
+        every later event until the spool is flushed."""
+        self._spooling = True
+        entries = list(self._window)
+        self._window.clear()
+        self._outbox.clear()
+        futures = []
+        for entry in entries:
+            entry.gone = True
+            if entry.future is not None and not entry.future.done():
+                futures.append(entry.future)
+        if futures:
+            self._loop.call_soon_threadsafe(_cancel, futures)
+        if entries:
+            LOGGER.warning("%d event(s) in flight spooled: %s", len(entries), reason)
+            events = [entry.event for entry in entries]
+            try:
+                stored = self.spool.append_many(events)
+            except OSError as error:
+                stored = 0
+                LOGGER.error("event spool %s cannot be written: %s", self.spool.path, error)
+            self.spooled += stored
+            for event in events[stored:]:
+                self._count_dropped(event)
+        self._loop.call_soon_threadsafe(self._kick.set)
+        self._room.notify_all()
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait up to ``timeout`` seconds until every event handed to the connection is
+        acknowledged; spool the ones that are not. True when none had to be spooled."""
+        with self._lock:
+            done = self._room.wait_for(lambda: not self._window, timeout)
+            if not done:
+                self._give_up(f"no ack within {timeout:g}s of the flush")
+        return done
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._window)
 
     @property
     def connected(self) -> bool:
@@ -333,6 +477,78 @@ class JetStreamBus:
 
     # --- the loop's side ---------------------------------------------------------------------
 
+    def _start_sending(self) -> None:
+        task = self._loop.create_task(self._send())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self) -> None:
+        """Give the outbox's events to the connection, in order, and watch their acks. One
+        sender at a time (``_sending``), so the connection gets them in publish order."""
+        while True:
+            with self._lock:
+                if not self._outbox:
+                    self._sending = False
+                    return
+                batch = list(self._outbox)
+                self._outbox.clear()
+            for entry in batch:
+                if entry.gone:
+                    continue
+                try:
+                    assert self._js is not None
+                    future = await self._js.publish_async(
+                        self.settings.wire(entry.event.subject),
+                        entry.event.to_json(),
+                        headers={"Nats-Msg-Id": entry.event.id},
+                    )
+                except Exception as error:
+                    with self._lock:
+                        if not entry.gone:
+                            self._give_up(f"publish of {entry.event.id} failed: {error!r}")
+                    break
+                with self._lock:
+                    entry.future = future
+                    gone = entry.gone
+                if gone:
+                    future.cancel()
+                else:
+                    future.add_done_callback(functools.partial(self._acked, entry))
+
+    def _acked(self, entry: _InFlight, future: asyncio.Future[Any]) -> None:
+        if future.cancelled():
+            return
+        error = future.exception()
+        with self._lock:
+            if entry.gone:
+                return
+            if error is not None:
+                self._give_up(f"publish of {entry.event.id} failed: {error!r}")
+                return
+            entry.acked = True
+            self.acked += 1
+            if future.result().duplicate:
+                self.duplicates += 1
+            while self._window and self._window[0].acked:
+                self._window.popleft()
+            self._room.notify_all()
+
+    async def _watch_acks(self) -> None:
+        """Spool what is in flight when the oldest event waited ``publish_timeout`` for its
+        ack."""
+        period = min(0.25, self.settings.publish_timeout / 4)
+        while not self._closed:
+            await asyncio.sleep(period)
+            with self._lock:
+                if (
+                    self._window
+                    and time.monotonic() - self._window[0].since > self.settings.publish_timeout
+                ):
+                    self._give_up(
+                        f"no ack for {self._window[0].event.id} within "
+                        f"{self.settings.publish_timeout:g}s"
+                    )
+
     async def _publish_one(self, event: Event) -> bool:
         assert self._js is not None
         ack = await self._js.publish(
@@ -351,15 +567,18 @@ class JetStreamBus:
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5,
                 error_cb=_quiet,
+                disconnected_cb=self._disconnected,
                 reconnected_cb=self._reconnected,
             )
-            self._js = self._nc.jetstream()
+            self._js = self._nc.jetstream(publish_async_max_pending=self.settings.max_in_flight)
             await self._setup()
         except Exception as error:  # the bus stays in spooling mode, and says why
             self.problem = str(error)
             LOGGER.error("event bus at %s unusable: %s", ",".join(self.settings.servers), error)
             return
         self._ready.set()
+        watcher = self._loop.create_task(self._watch_acks())
+        self._tasks.add(watcher)
         while not self._closed:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), 1.0)
@@ -385,6 +604,11 @@ class JetStreamBus:
                     raise
             await asyncio.sleep(0.5)
 
+    async def _disconnected(self) -> None:
+        with self._lock:
+            if self._window:
+                self._give_up("the connection to the NATS server was lost")
+
     async def _reconnected(self) -> None:
         self._kick.set()
 
@@ -394,7 +618,7 @@ class JetStreamBus:
         self.duplicates += report.duplicates
         if report.remaining == 0:
             with self._lock:
-                if self.spool.is_empty():
+                if self.spool.is_empty() and not self._window:
                     self._spooling = False
 
     def _flush(self) -> FlushReport:
@@ -469,7 +693,10 @@ class JetStreamBus:
             "servers": list(self.settings.servers),
             "connected": self.connected,
             "problem": self.problem,
+            "acks": self.settings.acks,
             "published": self.published,
+            "acked": self.acked,
+            "in_flight": self.in_flight,
             "duplicates": self.duplicates,
             "spooled": self.spooled,
             "flushed": self.flushed,
@@ -478,18 +705,31 @@ class JetStreamBus:
             "subscriptions": [s.stats() for s, _ in self._subscriptions],
         }
 
+    def _at_exit(self) -> None:
+        self.close(timeout=self.settings.publish_timeout)
+
     def close(self, timeout: float = 5.0) -> None:
-        """Flush the spool if the bus is up (within ``timeout``), then disconnect."""
+        """Wait for the acks of the events in flight and flush the spool if the bus is up
+        (each within ``timeout``), then disconnect."""
         if self._closed:
             return
+        atexit.unregister(self._at_exit)
+        if self._window:
+            self.flush(timeout)
         if self.connected and self._spooling:
             self.wait_flushed(timeout)
         for subscription, _ in list(self._subscriptions):
             subscription.close()
-        self._closed = True
+        with self._lock:
+            self._closed = True
+            if self._window:  # published while closing
+                self._give_up("the bus was closed")
         self._loop.call_soon_threadsafe(self._kick.set)
 
         async def stop() -> None:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
             if self._nc is not None and not self._nc.is_closed:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self._nc.close(), timeout)

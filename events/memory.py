@@ -85,6 +85,10 @@ class InProcessBus:
                 "subscriptions": [s.stats() for s in self._subscriptions],
             }
 
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Nothing waits: every publish has reached its subscribers' queues."""
+        return True
+
     def close(self) -> None:
         for subscription in tuple(self._subscriptions):
             subscription.close()
