@@ -14,7 +14,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -135,7 +143,7 @@ def tail(
     bus: EventBus | None = None,
     timeout: float | None = None,
     limit: int | None = None,
-) -> Iterator[Event]:
+) -> Generator[Event, None, None]:
     """Live events matching ``pattern``, as they are published, until ``limit`` events or
     ``timeout`` seconds without one (both unbounded by default).
 
@@ -197,7 +205,7 @@ def replay(
     since: dt.datetime | None = None,
     settings: NatsSettings | None = None,
     batch: int = 500,
-) -> Iterator[StoredEvent]:
+) -> Generator[StoredEvent, None, None]:
     """The stored events matching ``pattern`` from stream sequence ``from_seq`` or from time
     ``since`` (a datetime with a UTC offset), up to the last one stored when it began, in
     stream order. Messages that are not events come with ``event=None`` and their error."""

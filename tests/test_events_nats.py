@@ -348,3 +348,23 @@ def test_seen_ids(tmp_path: Path) -> None:
     assert "a" not in seen and seen.add("a") and not seen.add("a") and "a" in seen
     seen.close()
     assert "a" in SeenIds(tmp_path / "s.db")
+
+
+def test_background_acks_keep_order_bound_what_is_in_flight_and_flush_waits(
+    shared: NatsSettings,
+) -> None:
+    bus = JetStreamBus(shared.with_(max_in_flight=5))
+    events = [_run().task("started", f"t{index}") for index in range(200)]
+    try:
+        in_flight = []
+        for event in events:
+            assert bus.publish(event) == "published"
+            in_flight.append(bus.in_flight)
+        assert max(in_flight) <= 5
+        assert bus.flush(10) is True
+        stats = bus.stats()
+        assert (stats["acks"], stats["acked"], stats["in_flight"]) == ("background", 200, 0)
+        assert stats["spooled"] == 0
+    finally:
+        bus.close()
+    assert [s.event for s in admin.replay(from_seq=1, settings=shared)] == events
