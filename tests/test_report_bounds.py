@@ -16,7 +16,7 @@ from plan2flow.cli import app
 from plan2flow.compiler import Diagnostic
 from plan2flow.compiler.errors import Related
 from plan2flow.compiler.report import format_human, format_json
-from plan2flow.compiler.report.bounds import WINDOW, cut, elide, elide_pointer, window
+from plan2flow.compiler.report.bounds import MAX_TEXT, WINDOW, cut, elide, elide_pointer, window
 
 KEY = "k" * 1_000_000
 LINE = "    ? " + KEY
@@ -81,7 +81,7 @@ def test_short_text_is_left_alone() -> None:
     assert elide_pointer("/tasks/0/depends_on/1") == "/tasks/0/depends_on/1"
     assert window("- {id: a}", 3, 2) == ("- {id: a}", 3, 2)
     assert cut("x" * 30, 10).count("…") == 2
-    assert len(elide(" ".join(["word"] * 1000))) < 520
+    assert len(elide(" ".join(["word"] * 1000))) <= MAX_TEXT
 
 
 @pytest.mark.parametrize("fmt", ["human", "json", "sarif"])
@@ -91,3 +91,19 @@ def test_the_cli_output_is_bounded_in_every_format(hostile_plan: Path, fmt: str)
     assert "P2F102" in result.output and "P2F104" in result.output
     assert len(result.output) < (60_000 if fmt == "sarif" else 6_000)
     assert "k" * (WINDOW + 1) not in result.output and "9" * (WINDOW + 1) not in result.output
+
+
+def test_file_paths_in_messages_are_shown_whole() -> None:
+    """A CI checkout's paths are long; a message naming two plans must name them exactly."""
+    first = "/home/runner/work/platform/platform/" + "nested/" * 12 + "first.yaml"
+    second = first.replace("first", "second")
+    message = f"plan name 'same' collides with the plan in {first}: both would write {second}"
+    item = Diagnostic("P2F210", message, "/metadata/name", file=second, line=3, column=18)
+    text = format_human([item], lambda _file, _line: None)
+    assert message in text
+    assert (
+        json.loads(format_json([{"file": second, "ok": False, "diagnostics": [item]}]))["plans"][0][
+            "diagnostics"
+        ][0]["message"]
+        == message
+    )

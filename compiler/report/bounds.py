@@ -2,7 +2,7 @@
 
 A message repeats what the plan wrote (a field name, a value), and the human format shows the
 source line: one 40 MB line printed 84 MB for a single unknown field. Every format passes its
-text through these functions, so a diagnostic costs at most a few hundred characters.
+text through these functions, so a diagnostic costs at most a few thousand characters.
 """
 
 from __future__ import annotations
@@ -11,7 +11,10 @@ import re
 
 MAX_RUN = 80
 """Characters of one unbroken value (a word, a number, a pointer segment) shown in full."""
-MAX_TEXT = 500
+MAX_PATH_RUN = 1024
+"""Characters of an unbroken value with a ``/`` in it shown in full: file paths in messages
+(``collides with the plan in /home/runner/work/...``) are read whole, and are that long in CI."""
+MAX_TEXT = 1000
 """Characters of a whole message, hint or note."""
 WINDOW = 160
 """Characters of a source line shown around the column."""
@@ -43,7 +46,18 @@ def elide(text: str) -> str:
     """
     if len(text) <= MAX_RUN:
         return text
-    return cut(_LONG_RUN.sub(lambda match: cut(match.group(0), MAX_RUN), text), MAX_TEXT)
+    return cut(_LONG_RUN.sub(lambda match: _cut_run(match.group(0)), text), MAX_TEXT)
+
+
+def _cut_run(run: str) -> str:
+    """One long unbroken value, cut; a path-like one only past ``MAX_PATH_RUN``.
+
+    >>> _cut_run("/tmp/" + "d" * 100 + "/plan.yaml") == "/tmp/" + "d" * 100 + "/plan.yaml"
+    True
+    >>> len(_cut_run("/" * 5000)) < MAX_PATH_RUN + 40
+    True
+    """
+    return cut(run, MAX_PATH_RUN if "/" in run else MAX_RUN)
 
 
 def elide_pointer(pointer: str) -> str:
