@@ -241,7 +241,7 @@ def run_generated(flow: Any, n: int) -> Timing:
         wall, started = time.time(), time.perf_counter()
         state = flow(return_state=True)
         seconds = time.perf_counter() - started
-    summary = runtime.summary_of(str(state.state_details.flow_run_id))
+    summary = runtime.summary_of(state)
     if not state.is_completed() or summary is None or not summary.ok:
         raise RuntimeError(f"the generated flow did not complete: {state.message}")
     if summary.counts() != {"Completed": n}:

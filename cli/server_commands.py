@@ -222,24 +222,6 @@ def _write_prefect_yaml(
     say(console, f"deploy with: cd {path.parent} && prefect --no-prompt deploy --all")
 
 
-def _untyped(pairs: list[str]) -> dict[str, Any]:
-    """`k=v` pairs for a plan known only by name: JSON values where they parse, else strings."""
-    import json
-
-    from plan2flow.server.launch import LaunchError
-
-    values: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise LaunchError(f"--param {pair!r}: expected NAME=VALUE")
-        try:
-            values[key] = json.loads(raw)
-        except ValueError:
-            values[key] = raw
-    return values
-
-
 def _flow_name(plan: str, err: Console) -> tuple[str, dict[str, Any], list[str]]:
     """A plan file, or a plan's name: the flow's name, the plan's parameter declarations and
     its task ids (both empty when only the name is known)."""
@@ -317,11 +299,7 @@ def trigger(
     from plan2flow.server.remote import RemoteError, start_run, wait_for_run
 
     try:
-        values = (
-            parse_params(param or [], declared, require_all=False)
-            if declared
-            else _untyped(param or [])
-        )
+        values = parse_params(param or [], declared or None, require_all=False)
         flow_run = start_run(api_url, f"{flow_name}/{name or flow_name}", values)
     except (LaunchError, RemoteError) as error:
         raise _fail(err, str(error)) from None

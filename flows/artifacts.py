@@ -19,6 +19,17 @@ class Artifact:
 
 
 @dataclasses.dataclass(frozen=True)
+class Attempts:
+    """How a task ran: its attempts, when the first began and when the last ended (epoch
+    seconds). A task hands it back with its output, or attached to the exception it failed
+    with, so that it reaches the flow from whichever process or machine the task ran in."""
+
+    count: int
+    started: float
+    ended: float
+
+
+@dataclasses.dataclass(frozen=True)
 class TaskOutput:
     """What a completed task returns to Prefect (and its result file holds): references only."""
 
@@ -26,6 +37,9 @@ class TaskOutput:
     artifacts: dict[str, Artifact]
     logs: dict[str, str] = dataclasses.field(default_factory=dict)
     """Captured stdout/stderr files, by name (not part of any cache key)."""
+    attempts: Attempts | None = None
+    """How the run that made these outputs went (that of the original run when served from
+    the cache)."""
 
 
 def digest_path(path: Path) -> str:

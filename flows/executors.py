@@ -1,5 +1,6 @@
-"""What each task type does when it runs. `shell`, `python` and `noop` run in the flow itself;
-the software-factory types are dispatched to their agent through :func:`resolve_agent`."""
+"""What each task type does when it runs. `shell`, `python` and `noop` run in the process
+that runs the task (the flow's own under the generated thread pool); the software-factory types
+are dispatched to their agent through :func:`resolve_agent`."""
 
 from __future__ import annotations
 

@@ -15,13 +15,10 @@ import contextvars
 import dataclasses
 import fcntl
 import functools
-import hashlib
-import json
 import os
 import re
 import shutil
 import sys
-import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -39,10 +36,11 @@ from prefect.states import Failed
 from prefect.tasks import exponential_backoff
 from prefect.utilities.annotations import NotSet
 
+from plan2flow.compiler.graph.canonical import HASH_PREFIX, canonical_json, digest
 from plan2flow.home import plan2flow_home
 
 from . import events
-from .artifacts import Artifact, TaskOutput, digest_path
+from .artifacts import Artifact, Attempts, TaskOutput, digest_path
 from .executors import TaskContext, TaskFailure, executor_for
 from .graph import Graph, GraphTask, StaleModuleError, load_graph
 from .templates import referenced_params, resolve_params
@@ -144,24 +142,83 @@ class Planned:
     future: PrefectFuture[Any]
 
 
-_RUNS: dict[str, Run] = {}
-_SUMMARIES: dict[str, RunSummary] = {}
-_RUNS_LOCK = threading.Lock()
-_KEEP_SUMMARIES = 64
+@dataclasses.dataclass(frozen=True)
+class RunPlace:
+    """What a task knows of its run, passed in its arguments (plain data, so that a task runs
+    the same in a thread, another process or on another machine): the plan and graph its events
+    name, the flow run, and where the run's workspace and the plan's artifacts are."""
 
-
-def summary_of(flow_run_id: str) -> RunSummary | None:
-    """The summary of a run that finished in this process (for ``plan2flow run``)."""
-    with _RUNS_LOCK:
-        return _SUMMARIES.get(flow_run_id)
+    plan: str
+    graph_hash: str
+    flow_run_id: str
+    workspace: str
+    artifact_root: str
 
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", name)
 
 
+def artifact_root(plan: str, home: Path | None = None) -> Path:
+    """``$PLAN2FLOW_HOME/artifacts/<plan>``: the outputs of the plan's tasks, by cache key."""
+    return (home or plan2flow_home()) / "artifacts" / _safe(plan)
+
+
+def run_workspace(plan: str, flow_run_id: str, home: Path | None = None) -> Path:
+    """``$PLAN2FLOW_HOME/runs/<plan>/<flow run id>``: the working directories of one run."""
+    return (home or plan2flow_home()) / "runs" / _safe(plan) / flow_run_id
+
+
+def staging_dirs(plan: str, flow_run_id: str, home: Path | None = None) -> list[Path]:
+    """The directories a run's tasks are writing their outputs into."""
+    return list(artifact_root(plan, home).glob(f".plan2flow-*.{flow_run_id}"))
+
+
+def summary_of(state: State) -> RunSummary | None:
+    """The summary a plan's flow returned in its final state (completed, or failed with the
+    summary as its data); ``None`` when the flow failed before its tasks ran."""
+    data = state.result(raise_on_failure=False)
+    return data if isinstance(data, RunSummary) else None
+
+
+_PREFECT_PREFIX = "Task run encountered an exception TaskFailure: "
+_ATTEMPTS = "plan2flow_attempts"
+"""The attribute of a task's exception that carries its `Attempts`."""
+
+
+def task_record(state: State | None) -> TaskRecord:
+    """What a task's final state says about it: the name of the state, and the attempts that
+    its output or its exception carries back from wherever it ran."""
+    if state is None:
+        return TaskRecord(state="NotSubmitted")
+    name = state.name or ""
+    if name == "Cached":  # served from the cache: nothing ran in this run
+        return TaskRecord(state=name, cached=True)
+    message = ""
+    if state.is_completed():
+        data = state.result(raise_on_failure=False)
+        attempts = data.attempts if isinstance(data, TaskOutput) else None
+    elif state.is_final():
+        data = state.result(raise_on_failure=False) if state.data is not None else None
+        attempts = getattr(data, _ATTEMPTS, None) if isinstance(data, BaseException) else None
+        message = (state.message or "").replace(_PREFECT_PREFIX, "", 1)
+    else:
+        return TaskRecord(state=name)
+    if not isinstance(attempts, Attempts):
+        return TaskRecord(state=name, message=message)
+    return TaskRecord(
+        state=name,
+        attempts=attempts.count,
+        started=attempts.started,
+        ended=attempts.ended,
+        message=message,
+    )
+
+
 class Run:
-    """One execution of a plan inside a flow run."""
+    """One execution of a plan inside a flow run: it submits the tasks and builds the summary
+    from the states they end in. It lives in the flow's process; tasks get what they need in
+    their arguments."""
 
     def __init__(self, graph: Graph, params: Mapping[str, Any], flow_run_id: str) -> None:
         self.graph = graph
@@ -169,42 +226,34 @@ class Run:
         self.flow_run_id = flow_run_id
         self.options = _OPTIONS.get() or RunOptions()
         home = plan2flow_home()
-        self.workspace = home / "runs" / _safe(graph.name) / flow_run_id
-        self.artifact_root = home / "artifacts" / _safe(graph.name)
+        self.home = home
+        self.workspace = run_workspace(graph.name, flow_run_id, home)
+        self.artifact_root = artifact_root(graph.name, home)
+        self.place = RunPlace(
+            plan=graph.name,
+            graph_hash=graph.hash,
+            flow_run_id=flow_run_id,
+            workspace=str(self.workspace),
+            artifact_root=str(self.artifact_root),
+        )
         self.planned: dict[str, Planned] = {}
-        self._records: dict[str, TaskRecord] = {task_id: TaskRecord() for task_id in graph.order}
-        self._lock = threading.Lock()
         self._alive = _hold(self.workspace / RUN_LOCK)
         # A run that crashes never reaches finish(): close the lock when it is collected.
         self._release = weakref.finalize(self, self._alive.close)
 
     def staging_dirs(self) -> list[Path]:
         """The directories this run's tasks are writing their outputs into."""
-        return list(self.artifact_root.glob(f".plan2flow-*.{self.flow_run_id}"))
+        return staging_dirs(self.graph.name, self.flow_run_id, self.home)
 
     def release(self) -> None:
         """Let go of the run's lock: its staging directories may now be removed by anyone."""
         self._release()
 
-    # records are written from task threads and hooks, read by the flow and observers
-    def record(self, task_id: str, **changes: Any) -> TaskRecord:
-        with self._lock:
-            current = dataclasses.replace(self._records[task_id], **changes)
-            self._records[task_id] = current
-        if self.options.observer is not None:
-            self.options.observer(task_id, current)
-        return current
-
-    def mark_started(self, task_id: str) -> None:
-        """Record when a task first started (retries keep the first time)."""
-        with self._lock:
-            current = self._records[task_id]
-            if current.started is None:
-                self._records[task_id] = dataclasses.replace(current, started=time.time())
-
-    def records(self) -> dict[str, TaskRecord]:
-        with self._lock:
-            return dict(self._records)
+    def _settled(self, task_id: str, future: PrefectFuture[Any]) -> None:
+        observer = self.options.observer
+        if observer is not None:
+            future.wait()  # done: this only takes its final state from the wrapped future
+            observer(task_id, task_record(future.state))
 
     def submit(self, task_id: str, wait_for: Sequence[Planned] = ()) -> Planned:
         """Submit one plan task after the given upstream tasks."""
@@ -226,13 +275,10 @@ class Run:
             spec.tags,
         )
         future = configured.submit(
-            plan=self.graph.name,
-            task_id=task_id,
-            task_hash=spec.hash,
-            upstream=upstream,
-            values=values,
-            run_key=self.flow_run_id,
+            task_id=task_id, spec=spec, run=self.place, upstream=upstream, values=values
         )
+        if self.options.observer is not None:
+            future.add_done_callback(functools.partial(self._settled, task_id))
         planned = Planned(task_id, future)
         self.planned[task_id] = planned
         return planned
@@ -244,27 +290,22 @@ class Run:
             self.submit(task_id, [self.planned[up] for up in spec.depends_on])
 
     def finish(self) -> Outcome:
-        """Wait for every task; the flow fails when any task did not complete."""
+        """Wait for every task; the flow fails when any task did not complete. The summary is
+        made of the tasks' final states alone, so it is the same whatever ran them."""
         for submitted in self.planned.values():
             submitted.future.wait()
-        records = self.records()
         tasks = []
         for task_id in self.graph.order:
-            record = records[task_id]
             planned = self.planned.get(task_id)
-            state = planned.future.state if planned else None
-            name = (state.name or "") if state is not None else "NotSubmitted"
-            if state is not None and state.is_completed() and record.cached:
-                name = "Cached"
-            message = record.message or (state.message or "" if state and state.is_failed() else "")
+            record = task_record(planned.future.state if planned else None)
             tasks.append(
                 TaskSummary(
                     task_id,
-                    name,
+                    record.state,
                     record.duration,
                     record.attempts,
                     record.cached,
-                    message,
+                    record.message,
                 )
             )
         ok = all(t.state in {"Completed", "Cached"} for t in tasks)
@@ -278,11 +319,6 @@ class Run:
             artifacts=str(self.artifact_root),
         )
         self.release()
-        with _RUNS_LOCK:
-            _RUNS.pop(self.flow_run_id, None)
-            _SUMMARIES[self.flow_run_id] = summary
-            while len(_SUMMARIES) > _KEEP_SUMMARIES:
-                _SUMMARIES.pop(next(iter(_SUMMARIES)))
         if ok:
             return summary
         failed = [t.id for t in tasks if t.state not in {"Completed", "Cached", UPSTREAM_FAILED}]
@@ -304,8 +340,6 @@ def start(module_file: str, graph_file: str, graph_hash: str, params: Mapping[st
     flow_run_id = str(current_flow_run.id or f"local-{os.getpid()}-{time.time_ns()}")
     run = Run(graph, params, flow_run_id)
     discard_stale_staging(run.artifact_root, run.workspace.parent)
-    with _RUNS_LOCK:
-        _RUNS[flow_run_id] = run
     if run.options.on_start is not None:
         run.options.on_start(flow_run_id)
     return run
@@ -352,18 +386,11 @@ def discard_stale_staging(artifact_root: Path, runs_root: Path) -> None:
             shutil.rmtree(entry, ignore_errors=True)
 
 
-def discard_staging(flow_run_id: str) -> None:
-    """Remove the staging directories of a run of this process that is being abandoned."""
-    run = _run_for(flow_run_id)
-    if run is None:
-        return
-    for stage in run.staging_dirs():
+def discard_staging(plan: str, flow_run_id: str, home: Path | None = None) -> None:
+    """Remove the staging directories of a run that is being abandoned, found by the plan's
+    name and the flow run id under the plan2flow home, whichever process its tasks ran in."""
+    for stage in staging_dirs(plan, flow_run_id, home):
         shutil.rmtree(stage, ignore_errors=True)
-
-
-def _run_for(flow_run_id: Any) -> Run | None:
-    with _RUNS_LOCK:
-        return _RUNS.get(str(flow_run_id))
 
 
 # --- the one Prefect task every plan task runs as --------------------------------------------
@@ -372,8 +399,9 @@ def _run_for(flow_run_id: Any) -> Run | None:
 def cache_key(
     plan: str, task_id: str, task_hash: str, upstream: Mapping[str, Any], values: Mapping[str, Any]
 ) -> str | None:
-    """The task's Merkle hash plus the digests of every upstream artifact and the parameter values
-    it uses; ``None`` (no caching) when an upstream did not complete."""
+    """The digest of the compiler's canonical JSON of the task's Merkle hash, the digests of
+    every upstream artifact and the parameter values it uses; ``None`` (no caching) when an
+    upstream did not complete or a value has no JSON form (NaN, infinity)."""
     digests: dict[str, dict[str, str]] = {}
     for upstream_id, output in sorted(upstream.items()):
         if not isinstance(output, TaskOutput):
@@ -384,10 +412,13 @@ def cache_key(
         "task": task_id,
         "hash": task_hash,
         "upstream": digests,
-        "values": values,
+        "values": dict(values),
     }
-    text = json.dumps(material, sort_keys=True, default=str)
-    return "plan2flow-" + hashlib.sha256(text.encode()).hexdigest()
+    try:
+        text = canonical_json(material)
+    except (TypeError, ValueError):
+        return None
+    return "plan2flow-" + digest(text).removeprefix(HASH_PREFIX)
 
 
 @dataclasses.dataclass
@@ -401,13 +432,9 @@ class PlanTaskCache(CachePolicy):
         flow_parameters: dict[str, Any],
         **kwargs: Any,
     ) -> str | None:
-        return cache_key(
-            inputs["plan"],
-            inputs["task_id"],
-            inputs["task_hash"],
-            inputs["upstream"],
-            inputs["values"],
-        )
+        spec: GraphTask = inputs["spec"]
+        place: RunPlace = inputs["run"]
+        return cache_key(place.plan, spec.id, spec.hash, inputs["upstream"], inputs["values"])
 
 
 @functools.lru_cache(maxsize=256)
@@ -437,42 +464,40 @@ def _retry_unless_not_run(task: Any, task_run: Any, state: State) -> bool:
     return state.name != UPSTREAM_FAILED
 
 
-def _publish(run: Run, what: str, task_id: str, logger: Any = None, **payload: Any) -> None:
+def _publish(place: RunPlace, what: str, task_id: str, logger: Any = None, **payload: Any) -> None:
     events.publish(
         what,
-        plan=run.graph.name,
+        plan=place.plan,
         task_id=task_id,
-        graph_hash=run.graph.hash,
-        flow_run_id=run.flow_run_id,
+        graph_hash=place.graph_hash,
+        flow_run_id=place.flow_run_id,
         logger=logger,
         **payload,
     )
 
 
+def _hook_place() -> RunPlace | None:
+    """The run of the task whose hook runs, from the task's own arguments."""
+    context = TaskRunContext.get()
+    place = context.parameters.get("run") if context is not None else None
+    return place if isinstance(place, RunPlace) else None
+
+
 def _on_completion(task: Any, task_run: Any, state: State) -> None:
-    run = _run_for(task_run.flow_run_id)
-    if run is None:
+    place = _hook_place()
+    if place is None:
         return
     cached = state.name == "Cached"
-    record = run.record(
-        task_run.name, state="Cached" if cached else "Completed", ended=time.time(), cached=cached
-    )
-    if record.started is None:
-        run.record(task_run.name, started=record.ended)
-    _publish(run, "completed", task_run.name, task_run_logger(task_run), cached=cached)
-
-
-_PREFECT_PREFIX = "Task run encountered an exception TaskFailure: "
+    _publish(place, "completed", task_run.name, task_run_logger(task_run), cached=cached)
 
 
 def _on_failure(task: Any, task_run: Any, state: State) -> None:
-    run = _run_for(task_run.flow_run_id)
-    if run is None:
+    place = _hook_place()
+    if place is None:
         return
     message = (state.message or "").replace(_PREFECT_PREFIX, "", 1)
-    run.record(task_run.name, state=state.name or "Failed", ended=time.time(), message=message)
     what = "not_run" if state.name == UPSTREAM_FAILED else "failed"
-    _publish(run, what, task_run.name, task_run_logger(task_run), message=message)
+    _publish(place, what, task_run.name, task_run_logger(task_run), message=message)
 
 
 def _prepare(directory: Path) -> Path:
@@ -495,22 +520,29 @@ def _publish_outputs(stage: Path, final: Path) -> None:
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def _execute(run: Run, spec: GraphTask, key: str, upstream: Mapping[str, TaskOutput]) -> TaskOutput:
+def _execute(
+    place: RunPlace,
+    spec: GraphTask,
+    key: str,
+    upstream: Mapping[str, TaskOutput],
+    values: Mapping[str, Any],
+) -> TaskOutput:
     if spec.type == "noop" and not spec.outputs:
         return TaskOutput(task_id=spec.id, artifacts={})  # a join point: no files at all
-    final = run.artifact_root / key
+    artifacts, workspace = Path(place.artifact_root), Path(place.workspace)
+    final = artifacts / key
     # Outputs are written to a directory of this run's own, then moved under the cache key.
-    stage = _prepare(run.artifact_root / f".{key}.{run.flow_run_id}")
-    workdir = run.workspace / _safe(spec.id)
+    stage = _prepare(artifacts / f".{key}.{place.flow_run_id}")
+    workdir = workspace / _safe(spec.id)
     workdir.mkdir(parents=True, exist_ok=True)
-    logs_dir = _prepare(run.workspace / ".logs" / _safe(spec.id))
+    logs_dir = _prepare(workspace / ".logs" / _safe(spec.id))
     inputs = {}
     for name, ref in spec.inputs.items():
         producer, _, artifact = ref.rpartition(".")
         inputs[name] = Path(upstream[producer].artifacts[artifact].path)
     outputs = {name: stage / name for name in spec.outputs}
     namespaces = {
-        "params": run.params,
+        "params": values,
         "inputs": {name: str(path) for name, path in inputs.items()},
         "outputs": {name: str(path) for name, path in outputs.items()},
     }
@@ -521,10 +553,8 @@ def _execute(run: Run, spec: GraphTask, key: str, upstream: Mapping[str, TaskOut
         outputs=outputs,
         workdir=workdir,
         logs_dir=logs_dir,
-        correlation_id=run.flow_run_id,
-        param_values={
-            name: run.params.get(name) for name in sorted(referenced_params(spec.params))
-        },
+        correlation_id=place.flow_run_id,
+        param_values=dict(values),
     )
     try:
         executor_for(spec)(context)
@@ -544,6 +574,21 @@ def _execute(run: Run, spec: GraphTask, key: str, upstream: Mapping[str, TaskOut
     )
 
 
+def _first_start(context: TaskRunContext | None) -> float:
+    """When the task run's first attempt began (Prefect keeps it across retries)."""
+    began = context.task_run.start_time if context is not None else None
+    return began.timestamp() if began is not None else time.time()
+
+
+def _progress(task_id: str, record: TaskRecord) -> None:
+    """Tell the launching process's observer that a task started, when the task runs in that
+    process (Prefect's thread pool copies the context into its threads); wherever a task runs,
+    the observer hears of it again when it ends, from the flow (see `Run.submit`)."""
+    run_options = _OPTIONS.get()
+    if run_options is not None and run_options.observer is not None:
+        run_options.observer(task_id, record)
+
+
 @task(
     task_run_name="{task_id}",
     persist_result=True,
@@ -553,16 +598,16 @@ def _execute(run: Run, spec: GraphTask, key: str, upstream: Mapping[str, TaskOut
     on_failure=[_on_failure],
 )
 def plan_task(
-    plan: str,
     task_id: str,
-    task_hash: str,
+    spec: GraphTask,
+    run: RunPlace,
     upstream: dict[str, Any],
     values: dict[str, Any],
-    run_key: str,
 ) -> TaskOutput | State:
-    """Run one plan task: check its upstream, resolve its params, execute, record its outputs."""
-    run = _RUNS[run_key]
-    spec = run.graph.tasks[task_id]
+    """Run one plan task: check its upstream, resolve its params, execute, record its outputs.
+
+    Everything it needs comes in its arguments, and what the run's summary needs goes back in
+    what it returns: its output, or the exception it fails with, carries its `Attempts`."""
     not_done = sorted(
         name for name, output in upstream.items() if not isinstance(output, TaskOutput)
     )
@@ -575,14 +620,21 @@ def plan_task(
         )
     context = TaskRunContext.get()
     attempt = context.task_run.run_count if context else 1
-    run.record(task_id, state="Running" if attempt <= 1 else "Retrying", attempts=attempt)
-    run.mark_started(task_id)
+    started = _first_start(context)
+    state = "Running" if attempt <= 1 else "Retrying"
+    _progress(task_id, TaskRecord(state, attempt, started=started))
     _publish(
         run, "started" if attempt <= 1 else "retrying", task_id, get_run_logger(), attempt=attempt
     )
-    key = cache_key(plan, task_id, task_hash, upstream, values)
-    assert key is not None
-    return _execute(run, spec, key, upstream)
+    try:
+        key = cache_key(run.plan, task_id, spec.hash, upstream, values)
+        if key is None:
+            raise TaskFailure(f"task {task_id!r}: a parameter value has no JSON form")
+        output = _execute(run, spec, key, upstream, values)
+    except BaseException as error:
+        setattr(error, _ATTEMPTS, Attempts(attempt, started, time.time()))
+        raise
+    return dataclasses.replace(output, attempts=Attempts(attempt, started, time.time()))
 
 
 # --- running a generated module directly -----------------------------------------------------

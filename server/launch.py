@@ -13,6 +13,7 @@ import dataclasses
 import importlib.util
 import itertools
 import json
+import math
 import os
 import signal
 import sys
@@ -102,7 +103,7 @@ def _in_background(call: Callable[[], Any]) -> Any:
     return outcome[0]
 
 
-def _cancel(flow_run_id: str | None, signum: int) -> None:
+def _cancel(plan: str, flow_run_id: str | None, signum: int) -> None:
     """Mark the flow run Cancelled (bounded: a lost server must not hold the exit up) and
     remove the outputs its tasks were writing. Task commands die with this process."""
     if flow_run_id is None:
@@ -113,7 +114,7 @@ def _cancel(flow_run_id: str | None, signum: int) -> None:
 
     from plan2flow.flows import runtime
 
-    runtime.discard_staging(flow_run_id)
+    runtime.discard_staging(plan, flow_run_id)
     message = f"cancelled by {signal.Signals(signum).name} to plan2flow run"
     with (
         contextlib.suppress(Exception),
@@ -178,40 +179,66 @@ def graph_from_file(path: Path) -> tuple[TaskGraph, str]:
 
 def parse_params(
     pairs: Sequence[str],
-    declared: Mapping[str, Mapping[str, Any]],
+    declared: Mapping[str, Mapping[str, Any]] | None,
     *,
     require_all: bool = True,
 ) -> dict[str, Any]:
-    """``k=v`` pairs typed by the plan's parameter declarations; with `require_all`, every
-    parameter without a default must be among them."""
+    """``NAME=VALUE`` pairs (``--param``) typed by the plan's parameter declarations; with
+    `require_all`, every parameter without a default must be among them. With `declared` None
+    (a plan known only by its name), any name goes and a value is JSON where it parses, else
+    text."""
     values: dict[str, Any] = {}
     for pair in pairs:
         name, sep, raw = pair.partition("=")
-        if not sep:
+        if not sep or not name:
             raise LaunchError(f"--param {pair!r}: expected NAME=VALUE")
+        if declared is None:
+            values[name] = _untyped(raw)
+            continue
         if name not in declared:
             known = ", ".join(sorted(declared)) or "none"
             raise LaunchError(f"--param {name!r}: the plan has no such parameter (it has: {known})")
         kind = declared[name]["type"]
         try:
-            if kind == "string":
-                values[name] = raw
-            elif kind == "integer":
-                values[name] = int(raw)
-            elif kind == "number":
-                values[name] = float(raw)
-            elif kind == "boolean":
-                if raw.lower() not in {"true", "false"}:
-                    raise ValueError(raw)
-                values[name] = raw.lower() == "true"
-            else:
-                values[name] = json.loads(raw)
+            values[name] = _typed(kind, raw)
         except ValueError:
             raise LaunchError(f"--param {name}={raw!r}: not a valid {kind}") from None
+    if declared is None:
+        return values
     missing = sorted(n for n, spec in declared.items() if spec["required"] and n not in values)
     if missing and require_all:
         raise LaunchError(f"missing required parameter(s): {', '.join(missing)} (use --param)")
     return values
+
+
+def _typed(kind: str, raw: str) -> Any:
+    """A value of the declared type; `ValueError` when `raw` is not one. Numbers are finite:
+    NaN and infinity have no JSON form (nor a place in a cache key)."""
+    if kind == "string":
+        return raw
+    if kind == "integer":
+        return int(raw)
+    if kind == "number":
+        number = float(raw)
+        if not math.isfinite(number):
+            raise ValueError(raw)
+        return number
+    if kind == "boolean":
+        if raw.lower() not in {"true", "false"}:
+            raise ValueError(raw)
+        return raw.lower() == "true"
+    return json.loads(raw, parse_constant=_no_constant)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
+def _untyped(raw: str) -> Any:
+    try:
+        return json.loads(raw, parse_constant=_no_constant)
+    except ValueError:
+        return raw
 
 
 _IMPORTS = itertools.count(1)
@@ -283,7 +310,7 @@ def run_plan(
                 graph, flow_source, source, params, max_parallel, no_cache, console, session
             )
         except _Signalled as stop:
-            _cancel(session.flow_run_id, stop.signum)
+            _cancel(graph.name, session.flow_run_id, stop.signum)
             if session.server is not None:
                 session.server.stop()
             raise Interrupted(stop.signum, session.flow_run_id) from None
@@ -375,7 +402,7 @@ def _run_plan(
             live.stop()
 
     flow_run_id = str(state.state_details.flow_run_id)
-    summary = runtime.summary_of(flow_run_id)
+    summary = runtime.summary_of(state)
     if summary is None:
         console.print(
             Text.assemble(("flow run failed before its tasks ran: ", "red"), str(state.message)),

@@ -180,7 +180,7 @@ def test_a_component_runs_through_its_agents(tmp_path: Path) -> None:
     flow = import_flow(build_module(tmp_path / "build", text))
     with runtime.options(runtime.RunOptions()):
         state = flow(return_state=True)
-    summary = runtime.summary_of(str(state.state_details.flow_run_id))
+    summary = runtime.summary_of(state)
     assert state.is_completed(), summary
     assert {t.id: t.state for t in summary.tasks} == {
         "greet.generate_code": "Completed",
@@ -196,7 +196,7 @@ def test_a_missing_agent_document_is_named(tmp_path: Path) -> None:
     flow = import_flow(build_module(tmp_path / "build", text))
     with runtime.options(runtime.RunOptions()):
         state = flow(return_state=True)
-    (task,) = runtime.summary_of(str(state.state_details.flow_run_id)).tasks
+    (task,) = runtime.summary_of(state).tasks
     assert task.state == "Failed"
     assert (
         "no agent document 'nobody-here' of block type 'plan2flow-code-generator'" in task.message
@@ -483,7 +483,7 @@ def test_a_task_whose_agent_is_unhealthy_fails_fast(tmp_path: Path) -> None:
     flow = import_flow(build_module(tmp_path / "build", text))
     with runtime.options(runtime.RunOptions()):
         state = flow(return_state=True)
-    tasks = {t.id: t for t in runtime.summary_of(str(state.state_details.flow_run_id)).tasks}
+    tasks = {t.id: t for t in runtime.summary_of(state).tasks}
     assert tasks["check"].state == "Failed"
     assert "agent 'plan2flow-validator/broken' is unhealthy: ruff is not installed" in (
         tasks["check"].message

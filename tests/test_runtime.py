@@ -21,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("run_home")
 def run(flow: Any, options: runtime.RunOptions | None = None, **params: Any) -> tuple[Any, Any]:
     with runtime.options(options or runtime.RunOptions()):
         state = flow(**params, return_state=True)
-    return state, runtime.summary_of(str(state.state_details.flow_run_id))
+    return state, runtime.summary_of(state)
 
 
 def states(summary: Any) -> dict[str, str]:
