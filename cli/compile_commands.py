@@ -8,9 +8,8 @@ from typing import Annotated
 
 import typer
 
-from plan2flow.compiler.codegen import flow_file_name, graph_file_name
+from plan2flow.compiler import flow_file_name, graph_file_name, output_files, write_all_atomic
 from plan2flow.compiler.errors import diagnostic
-from plan2flow.compiler.files import write_all_atomic
 from plan2flow.compiler.schema import render_schema
 
 from .app import EXIT_OK, EXIT_USAGE, app, consoles, nonempty_path, say
@@ -106,11 +105,8 @@ def compile_command(
         writes = []
         for o in outcomes:
             assert o.result is not None
-            target = _target(o, output_dir)
-            writes.append((target, o.result.graph.text))
-            writes.append(
-                (target.parent / flow_file_name(o.result.graph.name), o.result.flow_source)
-            )
+            directory = _target(o, output_dir).parent
+            writes += output_files(o.result.graph, o.result.flow_source, directory)
         try:
             write_all_atomic(writes)
         except OSError as error:

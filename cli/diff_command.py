@@ -13,10 +13,11 @@ from rich.console import Console
 from plan2flow.compiler.errors import PlanError
 from plan2flow.compiler.review.diff import diff_graphs
 from plan2flow.compiler.review.diff_format import format_json, format_markdown, format_text
-from plan2flow.compiler.review.sources import SideData, SourceError, read_side, side_document
+from plan2flow.compiler.review.sources import SideData, SourceError, side_document
 
 from .app import EXIT_INVALID, EXIT_OK, EXIT_USAGE, app, consoles, say
 from .checking import Format, Outcome, report
+from .sources import read_side
 
 
 class DiffFormat(enum.StrEnum):

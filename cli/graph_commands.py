@@ -13,8 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from plan2flow.compiler.files import write_all_atomic
-from plan2flow.compiler.review.document import NotATaskGraph, parse_taskgraph
+from plan2flow.compiler import TaskGraphError, parse_taskgraph, write_all_atomic
 from plan2flow.compiler.review.draw import dot, mermaid
 
 from .app import EXIT_USAGE, app, consoles, nonempty_path, say
@@ -114,8 +113,8 @@ def _document(source: Path, console: Console, err: Console) -> dict[str, Any]:
             raise _Refused(f"cannot read {source}: {error.strerror or error}") from None
         try:
             return parse_taskgraph(data)
-        except NotATaskGraph as problem:
-            raise _Refused(f"{source}: not a TaskGraph ({problem})") from None
+        except TaskGraphError as problem:
+            raise _Refused(f"{source}: {problem.reason}") from None
     outcome = check(source, strict=False)
     if outcome.result is None:
         report([outcome], Format.human, console, err)

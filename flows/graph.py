@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
-from plan2flow.compiler.graph.taskgraph import graph_hash
+from plan2flow.compiler import TaskGraphDocument, TaskGraphError, read_taskgraph
 
 
 class StaleModuleError(RuntimeError):
@@ -41,46 +40,42 @@ class Graph:
     order: tuple[str, ...]
 
     @classmethod
-    def from_document(cls, document: dict[str, Any], path: Path) -> Graph:
+    def from_document(cls, document: TaskGraphDocument, path: Path) -> Graph:
         tasks = {
-            entry["id"]: GraphTask(
-                id=entry["id"],
-                type=entry["type"],
-                hash=entry["hash"],
-                depends_on=tuple(entry["depends_on"]),
-                inputs=dict(entry["inputs"]),
-                outputs=tuple(entry["outputs"]),
-                params=entry["params"],
-                agent=entry["agent"],
-                retries=entry["retries"],
-                retry_delay_seconds=entry["retry_delay_seconds"],
-                timeout_seconds=entry["timeout_seconds"],
-                tags=tuple(entry["tags"]),
+            entry.id: GraphTask(
+                id=entry.id,
+                type=entry.type,
+                hash=entry.hash,
+                depends_on=tuple(entry.depends_on),
+                inputs=dict(entry.inputs),
+                outputs=tuple(entry.outputs),
+                params=entry.params,
+                agent=entry.agent.model_dump() if entry.agent is not None else None,
+                retries=entry.retries,
+                retry_delay_seconds=entry.retry_delay_seconds,
+                timeout_seconds=entry.timeout_seconds,
+                tags=tuple(entry.tags),
             )
-            for entry in document["tasks"]
+            for entry in document.tasks
         }
         return cls(
-            name=document["plan"]["name"],
-            hash=document["hash"],
+            name=document.plan.name,
+            hash=document.hash,
             path=path,
-            params=document["params"],
-            max_parallelism=document["settings"]["max_parallelism"],
+            params={name: param.model_dump() for name, param in document.params.items()},
+            max_parallelism=document.settings.max_parallelism,
             tasks=tasks,
-            order=tuple(entry["id"] for entry in document["tasks"]),
+            order=tuple(entry.id for entry in document.tasks),
         )
 
 
 def read_graph(path: Path) -> Graph:
     """Read a TaskGraph file and check that its text still has the hash it records."""
-    text = path.read_text(encoding="utf-8")
-    document = json.loads(text)
-    actual = graph_hash(text)
-    if document.get("hash") != actual:
-        raise StaleModuleError(
-            f"{path} was edited after it was compiled (its content hashes to {actual}, "
-            f"it records {document.get('hash')}); compile the plan again"
-        )
-    return Graph.from_document(document, path)
+    try:
+        graph = read_taskgraph(path)
+    except TaskGraphError as error:
+        raise StaleModuleError(str(error)) from None
+    return Graph.from_document(TaskGraphDocument.of(graph.document), path)
 
 
 def load_graph(module_file: str, graph_file: str, expected_hash: str) -> Graph:

@@ -11,15 +11,22 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
-from plan2flow.compiler.codegen import flow_file_name, flow_function_name, graph_file_name
-from plan2flow.compiler.files import write_all_atomic
-from plan2flow.compiler.graph.taskgraph import TaskGraph
+from plan2flow.compiler import (
+    TaskGraph,
+    TaskGraphError,
+    diff_graphs,
+    diff_summary,
+    flow_file_name,
+    flow_function_name,
+    graph_file_name,
+    read_taskgraph,
+    write_outputs,
+)
 from plan2flow.home import plan2flow_home
 
 if TYPE_CHECKING:
@@ -179,12 +186,7 @@ def source_directory(graph: TaskGraph, home: Path | None = None) -> Path:
 def write_source(target: Target, home: Path | None = None) -> Path:
     """Write the graph and its flow module into the deployment's source directory."""
     directory = source_directory(target.graph, home)
-    write_all_atomic(
-        [
-            (directory / graph_file_name(target.graph.name), target.graph.text),
-            (directory / flow_file_name(target.graph.name), target.flow_source),
-        ]
-    )
+    write_outputs(target.graph, target.flow_source, directory)
     return directory
 
 
@@ -283,9 +285,6 @@ def deploy(target: Target, home: Path | None = None) -> Deployed:
 
 def graph_changes(existing: Any, target: Target) -> list[str]:
     """What changed in the graph since the deployed version, read from its source directory."""
-    from plan2flow.compiler.review.diff import diff_graphs
-    from plan2flow.compiler.review.diff_format import summary
-
     directory = next(
         (
             step[SET_WORKING_DIRECTORY]["directory"]
@@ -297,11 +296,10 @@ def graph_changes(existing: Any, target: Target) -> list[str]:
     if directory is None:
         return []
     try:
-        text = (Path(directory) / graph_file_name(target.graph.name)).read_text(encoding="utf-8")
-        before = json.loads(text)
-    except (OSError, ValueError):
+        before = read_taskgraph(Path(directory) / graph_file_name(target.graph.name))
+    except TaskGraphError:
         return []
-    return [f"graph: {summary(diff_graphs(before, target.graph.document))}"]
+    return [f"graph: {diff_summary(diff_graphs(before.document, target.graph.document))}"]
 
 
 def check_pool(pool: str) -> None:

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from plan2flow.compiler.files import write_all_atomic
+from plan2flow.compiler import write_all_atomic
 from plan2flow.home import plan2flow_home
 
 DEFAULT_POOL = "plan2flow"

@@ -22,6 +22,7 @@ from syrupy.assertion import SnapshotAssertion
 from typer.testing import CliRunner
 
 from plan2flow.cli import app
+from plan2flow.cli.sources import read_git, read_side
 from plan2flow.compiler import compile_plan
 from plan2flow.compiler.review.diff import (
     ABSENT,
@@ -38,19 +39,13 @@ from plan2flow.compiler.review.diff import (
     find_renames,
 )
 from plan2flow.compiler.review.diff_format import format_json, format_markdown, format_text
-from plan2flow.compiler.review.sources import (
-    SideData,
-    SourceError,
-    read_git,
-    read_side,
-    side_document,
-    split_spec,
-)
+from plan2flow.compiler.review.sources import SideData, SourceError, side_document, split_spec
 
 from golden_files import golden_file
 
 ROOT = Path(__file__).parents[1]
 REVIEW = ROOT / "tests" / "review"
+_HELLO_GRAPH = (ROOT / "tests" / "golden" / "valid" / "hello" / "taskgraph.json").read_bytes()
 EXAMPLES = sorted((ROOT / "examples" / "plans").glob("*.yaml"))
 FORMATS = {"text": "txt", "markdown": "md", "json": "json"}
 
@@ -524,20 +519,35 @@ def test_invalid_plan_on_either_side_shows_its_diagnostics_and_exits_2(repo: Pat
         (b"\xff", "not a TaskGraph (not UTF-8 text)"),
         (b'{"kind": "Plan"}', "not a TaskGraph (kind is not 'TaskGraph')"),
         (
-            b'{"kind": "TaskGraph", "tasks": [{"id": "a", "type": "noop"}], "edges": []}',
-            "not a TaskGraph (tasks[0].depends_on is missing or not a list)",
+            _HELLO_GRAPH.replace(b'"depends_on":["greet"],', b""),
+            "not a TaskGraph (tasks[1].depends_on is missing)",
         ),
         (
-            b'{"kind": "TaskGraph", "tasks": [], "edges": [], "artifacts": {}}',
-            "not a TaskGraph ('artifacts' is not a list)",
+            _HELLO_GRAPH.replace(
+                b'"artifacts": [\n    {"consumers":["count"],"id":"greet.greeting",'
+                b'"name":"greeting","producer":"greet"}\n  ]',
+                b'"artifacts": {}',
+            ),
+            "not a TaskGraph (artifacts is wrong: Input should be a valid list)",
         ),
         (
-            b'{"kind": "TaskGraph", "tasks": [], "edges": [], "artifacts": [], "hash": "x"}',
-            "the graph does not match its hash (edited after it was compiled?); "
-            "compile the plan again",
+            _HELLO_GRAPH.replace(b'"retries":0,', b'"retries":"0",', 1),
+            "not a TaskGraph (tasks[0].retries is wrong: Input should be a valid integer)",
+        ),
+        (
+            _HELLO_GRAPH.replace(b"Hello", b"Howdy"),
+            "the graph was edited after it was compiled (its content hashes to sha256:",
         ),
     ],
-    ids=["invalid-json", "not-utf8", "wrong-kind", "task-shape", "artifacts-shape", "edited"],
+    ids=[
+        "invalid-json",
+        "not-utf8",
+        "wrong-kind",
+        "task-shape",
+        "artifacts-shape",
+        "type",
+        "edited",
+    ],
 )
 def test_bad_taskgraph_files_exit_2(tmp_path: Path, content: bytes, problem: str) -> None:
     graph = tmp_path / "x.taskgraph.json"

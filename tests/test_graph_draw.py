@@ -22,8 +22,7 @@ from syrupy.assertion import SnapshotAssertion
 from typer.testing import CliRunner
 
 from plan2flow.cli import app
-from plan2flow.compiler import compile_plan
-from plan2flow.compiler.review.document import NotATaskGraph, parse_taskgraph
+from plan2flow.compiler import TaskGraphError, compile_plan, parse_taskgraph
 from plan2flow.compiler.review.draw import SHAPES, Mark, dot, mermaid
 from plan2flow.compiler.spec.tasks import TASK_TYPES
 
@@ -393,9 +392,9 @@ def test_a_compiled_graph_parses_back_to_its_document() -> None:
     ],
 )
 def test_what_is_not_a_taskgraph_says_why(text: str | bytes, reason: str) -> None:
-    with pytest.raises(NotATaskGraph) as caught:
+    with pytest.raises(TaskGraphError) as caught:
         parse_taskgraph(text)
-    assert str(caught.value).startswith(reason)
+    assert str(caught.value).startswith(f"not a TaskGraph ({reason}")
 
 
 # --- the command --------------------------------------------------------------------------------

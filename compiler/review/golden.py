@@ -20,9 +20,10 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from ..codegen import flow_file_name, graph_file_name
+from ..codegen import graph_file_name
 from ..errors import Diagnostic, PlanError, diagnostic
 from ..pipeline import CompileResult, compile_plan
+from ..taskgraph_file import output_files
 
 
 class Status(enum.StrEnum):
@@ -115,13 +116,10 @@ def check_plan(
         result = compile_plan(source, str(plan))
     except PlanError as error:
         return PlanCheck(plan, text, None, error.diagnostics)
-    graph_path = output_paths(plan, result, output_dir)
+    directory = output_paths(plan, result, output_dir).parent
     outputs = tuple(
         _compare(path, read_output(path), compiled)
-        for path, compiled in (
-            (graph_path, result.graph.text),
-            (graph_path.parent / flow_file_name(result.graph.name), result.flow_source),
-        )
+        for path, compiled in output_files(result.graph, result.flow_source, directory)
     )
     return PlanCheck(plan, text, result, result.warnings, outputs)
 
