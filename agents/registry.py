@@ -14,10 +14,10 @@ from prefect.client.orchestration import get_client
 from prefect.events import emit_event
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
+from plan2flow.compiler.decompose.agents import DEFAULT_DOCUMENT
+
 from . import AGENTS
 from .base import AgentBlock
-
-DEFAULT_DOCUMENT = "default"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -197,8 +197,7 @@ def deploy(
 def _write_prefect_yaml(
     path: Path, output_dir: Path | None, targets: list[Any], console: Console, err: Console
 ) -> None:
-    from plan2flow.compiler.codegen import flow_file_name, graph_file_name
-    from plan2flow.compiler.files import write_all_atomic
+    from plan2flow.compiler import output_files, write_all_atomic
     from plan2flow.server.prefect_yaml import merge_deployments
 
     directory = output_dir if output_dir is not None else path.parent
@@ -211,8 +210,7 @@ def _write_prefect_yaml(
         raise _fail(err, f"{path}: {error}") from None
     writes: list[tuple[Path, str]] = [(path, text)]
     for target in targets:
-        writes.append((directory / graph_file_name(target.graph.name), target.graph.text))
-        writes.append((directory / flow_file_name(target.graph.name), target.flow_source))
+        writes += output_files(target.graph, target.flow_source, directory)
     try:
         write_all_atomic(writes)
     except OSError as error:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import builtins
 import keyword
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 RESERVED = frozenset(
     {
@@ -52,8 +52,14 @@ def to_identifier(text: str) -> str:
     return name
 
 
-def unique_identifiers(texts: Iterable[str], taken: Iterable[str] = ()) -> dict[str, str]:
-    """Map each text to a distinct identifier (rule 4), avoiding the names in `taken`.
+def unique_identifiers(
+    texts: Iterable[str],
+    taken: Iterable[str] = (),
+    *,
+    base_name: Callable[[str], str] = to_identifier,
+) -> dict[str, str]:
+    """Map each text to a distinct identifier (rule 4), avoiding the names in `taken`; each
+    starts from `base_name` of its text (rules 1 to 3 by default).
 
     >>> unique_identifiers(["a-b", "a.b", "a_b"])
     {'a-b': 'a_b', 'a.b': 'a_b_2', 'a_b': 'a_b_3'}
@@ -61,7 +67,7 @@ def unique_identifiers(texts: Iterable[str], taken: Iterable[str] = ()) -> dict[
     used = set(taken)
     names: dict[str, str] = {}
     for text in texts:
-        base = to_identifier(text)
+        base = base_name(text)
         name, counter = base, 1
         while name in used:
             counter += 1

@@ -18,6 +18,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, NamedTuple
 
+from ..codegen.naming import unique_identifiers
+
 Mark = Literal["added", "removed", "changed", "impacted"]
 
 MARKS: tuple[Mark, ...] = ("added", "removed", "changed", "impacted")
@@ -213,19 +215,15 @@ def _layout(document: Mapping[str, Any], marks: Mapping[str, Mark]) -> _Layout:
 def _node_ids(names: Iterable[str], prefix: str = "t_") -> dict[str, str]:
     """Name → a safe, unique identifier: ``prefix`` + the name's runs of anything but ASCII
     letters and digits replaced by ``_`` (dropped at either end); ``_2``, ``_3``, ... on a clash."""
-    found: dict[str, str] = {}
-    taken: set[str] = set()
-    for name in names:
-        if name in found:
+    listed = list(names)
+    seen: set[str] = set()
+    for name in listed:
+        if name in seen:
             raise ValueError(f"the graph has two tasks with the id {name}")
-        base = prefix + re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_")
-        node, count = base, 1
-        while node in taken:
-            count += 1
-            node = f"{base}_{count}"
-        taken.add(node)
-        found[name] = node
-    return found
+        seen.add(name)
+    return unique_identifiers(
+        listed, base_name=lambda name: prefix + re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_")
+    )
 
 
 def _marked_nodes(layout: _Layout) -> dict[Mark, list[str]]:
