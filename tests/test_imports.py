@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 
@@ -64,5 +65,5 @@ def test_the_architecture_picture_follows_the_layers_contract() -> None:
     doc = (root / "docs" / "architecture.md").read_text("utf-8")
     picture = doc.split("<!-- parts:", 1)[1].split("```mermaid", 1)[1].split("```", 1)[0]
     arrows = re.findall(r"^\s*(\w+)(?:\[[^\]]*\])?\s*-->\s*(\w+)", picture, re.MULTILINE)
-    assert arrows == list(zip(parts, parts[1:], strict=False))
+    assert arrows == list(itertools.pairwise(parts))
     assert set(parts) == {p.removeprefix("plan2flow.") for p in config["root_packages"]}
