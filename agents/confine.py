@@ -15,10 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from .contract import AgentRequest, AgentResult, Outcome
-
-
-class Refused(Exception):
-    """The request names something the agent will not write: the task fails, nothing is written."""
+from .errors import Refused
 
 
 def require(problem: str | None) -> None:

@@ -19,8 +19,9 @@ from plan2flow.compiler.spec import names
 from plan2flow.compiler.spec.params import PackageParams
 
 from .base import AgentBlock
-from .confine import Refused, inside, refusing, require
+from .confine import inside, refusing, require
 from .contract import AgentRequest, AgentResult, Outcome
+from .errors import Refused
 
 _BUILD = """
 import sys

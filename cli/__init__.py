@@ -7,9 +7,11 @@ Each module registers its commands on the one Typer `app`.
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
+from rich.console import Console
 
 from . import (
     agents_commands,
@@ -21,7 +23,7 @@ from . import (
     run_command,
     server_commands,
 )
-from .app import app, tolerate_encoding, version
+from .app import EXIT_USAGE, app, say, tolerate_encoding, version
 
 _COMMANDS = (
     agents_commands,
@@ -54,9 +56,37 @@ def _root(
     tolerate_encoding()
 
 
+ROOT_ERRORS = (
+    ("plan2flow.compiler.errors", "CompilerError"),
+    ("plan2flow.flows.errors", "FlowsError"),
+    ("plan2flow.agents.errors", "AgentError"),
+    ("plan2flow.events.errors", "EventError"),
+    ("plan2flow.server.errors", "OperationError"),
+)
+"""The root error of every part; each carries its exit status and says itself in one line.
+Looked up among the loaded modules: a part that never loaded raised nothing, and importing the
+agents here would import Prefect into `validate`."""
+
+
+def part_error(error: BaseException) -> int | None:
+    """The exit status of an error of one of the parts, or ``None`` for anything else (a bug)."""
+    for module, name in ROOT_ERRORS:
+        root = getattr(sys.modules.get(module), name, None)
+        if isinstance(root, type) and isinstance(error, root):
+            return int(getattr(error, "exit_status", EXIT_USAGE))
+    return None
+
+
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: an error no command handled still ends in one line."""
+    try:
+        app()
+    except Exception as error:
+        status = part_error(error)
+        if status is None:
+            raise
+        say(Console(stderr=True), f"plan2flow: {error}")
+        raise SystemExit(status) from None
 
 
 __all__ = ["app", "main"]

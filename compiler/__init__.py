@@ -7,7 +7,7 @@ The other parts of plan2flow use only what this module exports.
 from __future__ import annotations
 
 from .codegen import flow_file_name, flow_function_name, graph_file_name, render_flow
-from .errors import CODES, Diagnostic, PlanError, Severity
+from .errors import CODES, CompilerError, Diagnostic, PlanError, Severity
 from .files import write_all_atomic
 from .graph.canonical import canonical_json, digest
 from .graph.taskgraph import TaskGraph, graph_hash
@@ -28,6 +28,7 @@ from .taskgraph_file import (
 __all__ = [
     "CODES",
     "CompileResult",
+    "CompilerError",
     "Diagnostic",
     "Limits",
     "PlanError",

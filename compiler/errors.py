@@ -177,8 +177,24 @@ def has_errors(diagnostics: Iterable[Diagnostic]) -> bool:
     return any(d.severity is Severity.ERROR for d in diagnostics)
 
 
-class PlanError(Exception):
+class CompilerError(Exception):
+    """The root of the compiler's errors; ``exit_status`` is what the command line exits with.
+
+    ::
+
+        CompilerError
+        ├── PlanError        a plan that cannot be compiled: every diagnostic (exit status 1)
+        ├── TaskGraphError   a file or text that is not an intact TaskGraph (2)
+        └── SourceError      a side of a diff that cannot be read (2)
+    """
+
+    exit_status = 2
+
+
+class PlanError(CompilerError):
     """A plan that cannot be compiled, with every diagnostic found in it."""
+
+    exit_status = 1
 
     def __init__(self, diagnostics: Iterable[Diagnostic]) -> None:
         self.diagnostics = sort_diagnostics(diagnostics)

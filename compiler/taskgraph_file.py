@@ -19,11 +19,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .codegen import flow_file_name, graph_file_name
+from .errors import CompilerError
 from .files import write_all_atomic
 from .graph.taskgraph import TaskGraph, graph_hash
 
 
-class TaskGraphError(ValueError):
+class TaskGraphError(CompilerError, ValueError):
     """A file or text that is not an intact TaskGraph; ``reason`` says why, ``label`` where."""
 
     def __init__(self, reason: str, label: str | None = None) -> None:

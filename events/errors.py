@@ -15,7 +15,9 @@ from __future__ import annotations
 
 
 class EventError(Exception):
-    """The root of the event bus's errors."""
+    """The root of the event bus's errors; ``exit_status`` is what the command line exits with."""
+
+    exit_status = 2
 
 
 class InvalidSubject(EventError, ValueError):
@@ -33,9 +35,13 @@ class SlowSubscriberError(EventError):
 class BusUnavailable(EventError):
     """The NATS servers cannot be reached."""
 
+    exit_status = 3
+
 
 class UnsupportedServer(EventError):
     """The NATS server has no JetStream, or is too old for a feature that was asked for."""
+
+    exit_status = 4
 
 
 class NatsRequired(EventError):

@@ -15,17 +15,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from .errors import AgentNotRegisteredError, TaskFailure
 from .graph import GraphTask
 from .templates import as_text, env_name
 from .tether import tethered
-
-
-class TaskFailure(RuntimeError):
-    """A task did its work and the work failed (non-zero exit, exception, missing output)."""
-
-
-class AgentNotRegisteredError(TaskFailure):
-    """No agent serves this task type on this installation."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,9 +8,7 @@ from typing import Any
 
 from plan2flow.compiler import TaskGraphDocument, TaskGraphError, read_taskgraph
 
-
-class StaleModuleError(RuntimeError):
-    """The flow module and the TaskGraph beside it do not belong together."""
+from .errors import StaleModuleError
 
 
 @dataclasses.dataclass(frozen=True)

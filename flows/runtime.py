@@ -41,8 +41,9 @@ from plan2flow.home import plan2flow_home
 
 from . import events
 from .artifacts import Artifact, Attempts, TaskOutput, digest_path
-from .executors import TaskContext, TaskFailure, executor_for
-from .graph import Graph, GraphTask, StaleModuleError, load_graph
+from .errors import StaleModuleError, TaskFailure
+from .executors import TaskContext, executor_for
+from .graph import Graph, GraphTask, load_graph
 from .templates import referenced_params, resolve_params
 
 UPSTREAM_FAILED = "UpstreamFailed"

@@ -29,6 +29,8 @@ from plan2flow.compiler import (
 )
 from plan2flow.home import plan2flow_home
 
+from .errors import OperationError
+
 if TYPE_CHECKING:
     from prefect import Flow
     from prefect.deployments.runner import RunnerDeployment
@@ -39,8 +41,8 @@ SET_WORKING_DIRECTORY = "prefect.deployments.steps.set_working_directory"
 INTERVAL_ANCHOR = datetime.datetime(2000, 1, 1)
 
 
-class DeployError(Exception):
-    """A plan that cannot be deployed as asked (exit status 1), or no server (exit status 2)."""
+class DeployError(OperationError):
+    """A plan that cannot be deployed as asked, or no server to deploy it to."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -32,14 +32,15 @@ from plan2flow.compiler.files import write_all_atomic
 from plan2flow.compiler.graph.taskgraph import TaskGraph, graph_hash
 from plan2flow.home import plan2flow_home
 
+from .errors import OperationError
 from .local import running as running_server
 
 
-class LaunchError(Exception):
+class LaunchError(OperationError):
     """A problem with what the user asked to run (exit status 2)."""
 
 
-class Interrupted(Exception):
+class Interrupted(OperationError):
     """Ctrl-C or SIGTERM stopped the run, which was cancelled; the process must end now, with
     status 128 + the signal number, without waiting for task threads that cannot be stopped."""
 
@@ -47,7 +48,7 @@ class Interrupted(Exception):
         name = signal.Signals(signum).name
         done = f"flow run {flow_run_id} cancelled" if flow_run_id else "nothing was run"
         super().__init__(f"interrupted ({name}): {done}")
-        self.status = 128 + signum
+        self.status = self.exit_status = 128 + signum
 
 
 class _Signalled(BaseException):

@@ -30,6 +30,8 @@ import httpx
 from plan2flow.compiler import write_all_atomic
 from plan2flow.home import plan2flow_home
 
+from .errors import OperationError
+
 DEFAULT_POOL = "plan2flow"
 DEFAULT_PORT = 4200
 STATE_FILE = "server.json"
@@ -50,7 +52,7 @@ QUIET_SETTINGS = {
 }
 
 
-class ServerError(Exception):
+class ServerError(OperationError):
     """The local server cannot be started, found or stopped (exit status 2)."""
 
 

@@ -15,13 +15,14 @@ from urllib.parse import quote
 import httpx
 
 from .deployments import DEPLOYMENT_TAG
+from .errors import OperationError
 
 PAGE = 200  # the server's PREFECT_API_DEFAULT_LIMIT
 # Without the plan's task ids, the task runs count as all there once none changed for this long.
 QUIET_SECONDS = 3.0
 
 
-class RemoteError(Exception):
+class RemoteError(OperationError):
     """The server is unreachable, or refused or does not know what was asked."""
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from plan2flow.flows.executors import TaskContext, TaskFailure, run_shell
+from plan2flow.flows.errors import TaskFailure
+from plan2flow.flows.executors import TaskContext, run_shell
 from plan2flow.flows.graph import GraphTask
 
 ROOT = Path(__file__).parents[1]

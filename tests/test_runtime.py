@@ -13,7 +13,7 @@ import pytest
 from support import build_module, import_flow, plan_text
 
 from plan2flow.flows import runtime
-from plan2flow.flows.graph import StaleModuleError
+from plan2flow.flows.errors import StaleModuleError
 
 pytestmark = pytest.mark.usefixtures("run_home")
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from ..errors import CompilerError
 from ..pipeline import compile_plan
 from ..taskgraph_file import TaskGraphError, read_taskgraph
 from .diff import empty_graph
 
 
-class SourceError(Exception):
+class SourceError(CompilerError):
     """A side that cannot be read or is not a TaskGraph; the message is one line for the user."""
 
 
