@@ -57,3 +57,15 @@ def digest_path(path: Path) -> str:
             digest.update(file.relative_to(path).as_posix().encode() + b"\0")
             digest.update(digest_path(file).encode() + b"\0")
     return "sha256:" + digest.hexdigest()
+
+
+def size_of(path: Path) -> int | None:
+    """Bytes of a file, or of every file in a directory tree; ``None`` when it is gone."""
+    try:
+        if path.is_file():
+            return path.stat().st_size
+        return sum(
+            (Path(root) / name).stat().st_size for root, _, files in os.walk(path) for name in files
+        )
+    except OSError:
+        return None

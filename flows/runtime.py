@@ -15,10 +15,13 @@ import contextvars
 import dataclasses
 import fcntl
 import functools
+import logging
 import os
 import re
 import shutil
+import socket
 import sys
+import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -37,10 +40,12 @@ from prefect.tasks import exponential_backoff
 from prefect.utilities.annotations import NotSet
 
 from plan2flow.compiler.graph.canonical import HASH_PREFIX, canonical_json, digest
+from plan2flow.events import Event, NullBus, RunContext, default_tenant, from_env
+from plan2flow.events.kinds import DEFAULT_TENANT
 from plan2flow.home import plan2flow_home
 
 from . import events
-from .artifacts import Artifact, Attempts, TaskOutput, digest_path
+from .artifacts import Artifact, Attempts, TaskOutput, digest_path, size_of
 from .errors import StaleModuleError, TaskFailure
 from .executors import TaskContext, executor_for
 from .graph import Graph, GraphTask, load_graph
@@ -49,6 +54,12 @@ from .templates import referenced_params, resolve_params
 UPSTREAM_FAILED = "UpstreamFailed"
 RETRY_JITTER = 0.1
 """Retry delays double from the task's ``retry_delay_seconds`` and vary by up to this share."""
+LOGGER = logging.getLogger("plan2flow.runtime")
+FLUSH_SECONDS = 5.0
+"""How long the end of a run (or of a task in another process) waits for the bus's acks."""
+CANCEL_FLUSH_SECONDS = 2.0
+"""How long an interrupted run waits for its ``flow.cancelled`` event to be stored or spooled."""
+_HOST = socket.gethostname()
 
 
 # --- options and observers -------------------------------------------------------------------
@@ -83,6 +94,9 @@ class RunOptions:
     observer: Observer | None = None
     on_start: Callable[[str], None] | None = None
     """Called with the flow run id once the run exists (to cancel it on Ctrl-C)."""
+    cancelled: threading.Event | None = None
+    """Set by whoever cancels the run before it publishes ``flow.cancelled``: the run's threads
+    in this process publish nothing more (a task killed by the cancel is not a failure)."""
 
 
 _OPTIONS: contextvars.ContextVar[RunOptions | None] = contextvars.ContextVar(
@@ -154,6 +168,57 @@ class RunPlace:
     flow_run_id: str
     workspace: str
     artifact_root: str
+    tenant: str = DEFAULT_TENANT
+    """The tenant of the run's events (``PLAN2FLOW_TENANT``, read once when the run starts)."""
+    process: str = ""
+    """``host:pid`` of the flow's process: a task elsewhere flushes its bus when it ends."""
+
+    def events(self) -> RunContext:
+        """What builds this run's events on the bus (see :mod:`plan2flow.events`)."""
+        return RunContext(
+            tenant=self.tenant,
+            plan=self.plan,
+            graphhash=self.graph_hash,
+            flowrunid=self.flow_run_id,
+        )
+
+
+def _this_process() -> str:
+    return f"{_HOST}:{os.getpid()}"
+
+
+def _emit(
+    place: RunPlace,
+    build: Callable[[RunContext], Event | Sequence[Event]],
+    *,
+    final: bool = False,
+) -> None:
+    """Publish events of the run on this process's bus (``plan2flow.events.from_env``): the
+    in-process bus, or NATS when ``PLAN2FLOW_EVENTS_URL`` is set. Nothing is built when events
+    are off or the run was cancelled here (unless this is the `final` ``flow.cancelled``), and
+    nothing about events ever fails a run: the bus spools what it cannot send, and anything
+    else is logged."""
+    run_options = _OPTIONS.get()
+    halted = run_options.cancelled if run_options is not None else None
+    if not final and halted is not None and halted.is_set():
+        return
+    try:
+        bus = from_env()
+        if isinstance(bus, NullBus):
+            return
+        built = build(place.events())
+        for event in (built,) if isinstance(built, Event) else built:
+            bus.publish(event)
+    except Exception:
+        LOGGER.exception("plan2flow: an event of run %s was not published", place.flow_run_id)
+
+
+def _flush(timeout: float = FLUSH_SECONDS) -> None:
+    """Wait, bounded, until this process's bus has stored or spooled what it was given."""
+    try:
+        from_env().flush(timeout)
+    except Exception:
+        LOGGER.exception("plan2flow: flushing the event bus failed")
 
 
 def _safe(name: str) -> str:
@@ -236,7 +301,10 @@ class Run:
             flow_run_id=flow_run_id,
             workspace=str(self.workspace),
             artifact_root=str(self.artifact_root),
+            tenant=default_tenant(),
+            process=_this_process(),
         )
+        self.began = time.monotonic()
         self.planned: dict[str, Planned] = {}
         self._alive = _hold(self.workspace / RUN_LOCK)
         # A run that crashes never reaches finish(): close the lock when it is collected.
@@ -320,13 +388,24 @@ class Run:
             artifacts=str(self.artifact_root),
         )
         self.release()
+        seconds = time.monotonic() - self.began
         if ok:
+            _emit(
+                self.place,
+                lambda run: run.flow("completed", tasks=len(tasks), duration_seconds=seconds),
+            )
+            _flush()
             return summary
         failed = [t.id for t in tasks if t.state not in {"Completed", "Cached", UPSTREAM_FAILED}]
         not_run = [t.id for t in tasks if t.state == UPSTREAM_FAILED]
         message = f"{len(failed)} task(s) failed: {', '.join(failed)}"
         if not_run:
             message += f"; {len(not_run)} not run: {', '.join(not_run)}"
+        _emit(
+            self.place,
+            lambda run: run.flow("failed", message=message, failed=failed, not_run=not_run),
+        )
+        _flush()
         return Failed(message=message, data=summary)
 
 
@@ -343,7 +422,29 @@ def start(module_file: str, graph_file: str, graph_hash: str, params: Mapping[st
     discard_stale_staging(run.artifact_root, run.workspace.parent)
     if run.options.on_start is not None:
         run.options.on_start(flow_run_id)
+    _emit(
+        run.place,
+        lambda events: events.flow("started", tasks=len(graph.tasks), parameters=dict(params)),
+    )
     return run
+
+
+def cancelled(
+    plan: str,
+    graph_hash: str,
+    flow_run_id: str,
+    message: str,
+    timeout: float = CANCEL_FLUSH_SECONDS,
+) -> None:
+    """Publish ``flow.cancelled`` for a run being abandoned (``plan2flow run`` interrupted) and
+    wait at most `timeout` seconds for it to be stored or spooled, so it outlives the process."""
+    try:
+        place = RunPlace(plan, graph_hash, flow_run_id, "", "", tenant=default_tenant())
+    except Exception:
+        LOGGER.exception("plan2flow: flow.cancelled of run %s was not published", flow_run_id)
+        return
+    _emit(place, lambda run: run.flow("cancelled", message=message), final=True)
+    _flush(timeout)
 
 
 RUN_LOCK = ".plan2flow-run.lock"
@@ -484,12 +585,33 @@ def _hook_place() -> RunPlace | None:
     return place if isinstance(place, RunPlace) else None
 
 
+def _ended(place: RunPlace) -> None:
+    """A task's last event is out: a task in another process than the flow's waits, bounded,
+    for its bus to store or spool its events (a pool's worker may end without an exit handler)."""
+    if place.process and place.process != _this_process():
+        _flush()
+
+
 def _on_completion(task: Any, task_run: Any, state: State) -> None:
     place = _hook_place()
     if place is None:
         return
     cached = state.name == "Cached"
-    _publish(place, "completed", task_run.name, task_run_logger(task_run), cached=cached)
+    task_id = task_run.name
+    _publish(place, "completed", task_id, task_run_logger(task_run), cached=cached)
+    if cached:
+        key = state.state_details.cache_key
+        attempt = max(task_run.run_count, 1)
+        _emit(place, lambda run: run.task("cached", task_id, attempt=attempt, cache_key=key))
+    else:
+        record = task_record(state)
+        attempt = record.attempts or max(task_run.run_count, 1)
+        seconds = record.duration
+        _emit(
+            place,
+            lambda run: run.task("completed", task_id, attempt=attempt, duration_seconds=seconds),
+        )
+    _ended(place)
 
 
 def _on_failure(task: Any, task_run: Any, state: State) -> None:
@@ -498,7 +620,24 @@ def _on_failure(task: Any, task_run: Any, state: State) -> None:
         return
     message = (state.message or "").replace(_PREFECT_PREFIX, "", 1)
     what = "not_run" if state.name == UPSTREAM_FAILED else "failed"
-    _publish(place, what, task_run.name, task_run_logger(task_run), message=message)
+    task_id = task_run.name
+    _publish(place, what, task_id, task_run_logger(task_run), message=message)
+    if what == "not_run":
+        context = TaskRunContext.get()
+        upstream = context.parameters.get("upstream", {}) if context is not None else {}
+        not_done = sorted(name for name, out in upstream.items() if not isinstance(out, TaskOutput))
+        _emit(
+            place,
+            lambda run: run.task("not_run", task_id, message=message, upstream=not_done),
+        )
+    else:
+        attempt = max(task_run.run_count, 1)
+        name = state.name or "Failed"
+        _emit(
+            place,
+            lambda run: run.task("failed", task_id, attempt=attempt, message=message, state=name),
+        )
+    _ended(place)
 
 
 def _prepare(directory: Path) -> Path:
@@ -627,6 +766,10 @@ def plan_task(
     _publish(
         run, "started" if attempt <= 1 else "retrying", task_id, get_run_logger(), attempt=attempt
     )
+    if attempt <= 1:
+        _emit(run, lambda events: events.task("started", task_id, tasktype=spec.type))
+    else:
+        _emit(run, lambda events: events.task("retrying", task_id, attempt=attempt))
     try:
         key = cache_key(run.plan, task_id, spec.hash, upstream, values)
         if key is None:
@@ -635,7 +778,25 @@ def plan_task(
     except BaseException as error:
         setattr(error, _ATTEMPTS, Attempts(attempt, started, time.time()))
         raise
+    if output.artifacts:
+        _emit(run, lambda events: _stored(events, task_id, attempt, output))
     return dataclasses.replace(output, attempts=Attempts(attempt, started, time.time()))
+
+
+def _stored(run: RunContext, task_id: str, attempt: int, output: TaskOutput) -> list[Event]:
+    """One ``artifact.stored`` per output a task published under its cache key."""
+    return [
+        run.event(
+            "plan2flow.artifact.stored",
+            taskid=task_id,
+            attempt=attempt,
+            name=name,
+            path=artifact.path,
+            digest=artifact.digest,
+            size=size_of(Path(artifact.path)),
+        )
+        for name, artifact in sorted(output.artifacts.items())
+    ]
 
 
 # --- running a generated module directly -----------------------------------------------------

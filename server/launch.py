@@ -104,9 +104,10 @@ def _in_background(call: Callable[[], Any]) -> Any:
     return outcome[0]
 
 
-def _cancel(plan: str, flow_run_id: str | None, signum: int) -> None:
-    """Mark the flow run Cancelled (bounded: a lost server must not hold the exit up) and
-    remove the outputs its tasks were writing. Task commands die with this process."""
+def _cancel(plan: str, graph_hash: str, flow_run_id: str | None, signum: int) -> None:
+    """Publish ``flow.cancelled``, mark the flow run Cancelled (both bounded: a lost bus or
+    server must not hold the exit up) and remove the outputs its tasks were writing. Task
+    commands die with this process."""
     if flow_run_id is None:
         return
     from prefect.client.orchestration import get_client
@@ -115,8 +116,9 @@ def _cancel(plan: str, flow_run_id: str | None, signum: int) -> None:
 
     from plan2flow.flows import runtime
 
-    runtime.discard_staging(plan, flow_run_id)
     message = f"cancelled by {signal.Signals(signum).name} to plan2flow run"
+    runtime.cancelled(plan, graph_hash, flow_run_id, message)
+    runtime.discard_staging(plan, flow_run_id)
     with (
         contextlib.suppress(Exception),
         temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 0}),
@@ -286,6 +288,8 @@ class _Session:
 
     server: Any = None
     flow_run_id: str | None = None
+    halted: threading.Event = dataclasses.field(default_factory=threading.Event)
+    """Set when the run is being cancelled: its threads publish no more events."""
 
     def started(self, flow_run_id: str) -> None:
         self.flow_run_id = flow_run_id
@@ -311,7 +315,8 @@ def run_plan(
                 graph, flow_source, source, params, max_parallel, no_cache, console, session
             )
         except _Signalled as stop:
-            _cancel(graph.name, session.flow_run_id, stop.signum)
+            session.halted.set()
+            _cancel(graph.name, graph.hash, session.flow_run_id, stop.signum)
             if session.server is not None:
                 session.server.stop()
             raise Interrupted(stop.signum, session.flow_run_id) from None
@@ -388,7 +393,9 @@ def _run_plan(
     console.print(
         f"running plan {graph.name} ({graph.hash}) from {source}", highlight=False, soft_wrap=True
     )
-    options = runtime.RunOptions(no_cache=no_cache, observer=observe, on_start=session.started)
+    options = runtime.RunOptions(
+        no_cache=no_cache, observer=observe, on_start=session.started, cancelled=session.halted
+    )
     if console.is_terminal:
         live = Live(_table(f"plan {graph.name}", rows()), console=console, transient=True)
         live.start()
