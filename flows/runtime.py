@@ -39,7 +39,7 @@ from prefect.states import Failed
 from prefect.tasks import exponential_backoff
 from prefect.utilities.annotations import NotSet
 
-from plan2flow.compiler.graph.canonical import HASH_PREFIX, canonical_json, digest
+from plan2flow.compiler import canonical_json, digest
 from plan2flow.events import Event, NullBus, RunContext, default_tenant, from_env
 from plan2flow.events.kinds import DEFAULT_TENANT
 from plan2flow.home import plan2flow_home
@@ -520,7 +520,7 @@ def cache_key(
         text = canonical_json(material)
     except (TypeError, ValueError):
         return None
-    return "plan2flow-" + digest(text).removeprefix(HASH_PREFIX)
+    return "plan2flow-" + digest(text).partition(":")[2]
 
 
 @dataclasses.dataclass

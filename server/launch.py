@@ -27,12 +27,17 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from plan2flow.compiler.codegen import flow_file_name, graph_file_name, render_flow
-from plan2flow.compiler.files import write_all_atomic
-from plan2flow.compiler.graph.taskgraph import TaskGraph, graph_hash
+from plan2flow.compiler import (
+    TaskGraph,
+    TaskGraphError,
+    read_taskgraph,
+    render_flow,
+    write_outputs,
+)
 from plan2flow.home import plan2flow_home
 
 from .errors import OperationError
+from .local import LARGE_PLAN_SETTINGS
 from .local import running as running_server
 
 
@@ -145,11 +150,8 @@ def prefect_environment(verbose: bool = False) -> None:
         defaults["PREFECT_SERVER_ALLOW_EPHEMERAL_MODE"] = "true"
         # A first start migrates a new database: on a busy machine it takes longer than 20 s.
         defaults["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
-        # The temporary server records task runs from events; its default batches fall behind
-        # large plans (measured: about 50 task runs recorded per second with the defaults).
-        for service in ("TASK_RUN_RECORDER", "EVENT_PERSISTER"):
-            defaults[f"PREFECT_SERVER_SERVICES_{service}_BATCH_SIZE"] = "200"
-            defaults[f"PREFECT_SERVER_SERVICES_{service}_READ_BATCH_SIZE"] = "200"
+        # The temporary server records task runs from events, as `plan2flow up`'s does.
+        defaults.update(LARGE_PLAN_SETTINGS)
     if not verbose:
         for handler in ("CONSOLE", "CONSOLE_FLOW_RUNS", "CONSOLE_TASK_RUNS"):
             defaults[f"PREFECT_LOGGING_HANDLERS_{handler}_LEVEL"] = "CRITICAL"
@@ -159,24 +161,15 @@ def prefect_environment(verbose: bool = False) -> None:
 
 def build(graph: TaskGraph, flow_source: str, source: str) -> Path:
     """Write the graph and its flow module under the plan2flow home; return the module's path."""
-    directory = plan2flow_home() / "build" / graph.name
-    module = directory / flow_file_name(graph.name)
-    write_all_atomic([(directory / graph_file_name(graph.name), graph.text), (module, flow_source)])
-    return module
+    return write_outputs(graph, flow_source, plan2flow_home() / "build" / graph.name)
 
 
 def graph_from_file(path: Path) -> tuple[TaskGraph, str]:
-    """A compiled TaskGraph file and its flow module source."""
-    text = path.read_text(encoding="utf-8")
+    """A compiled TaskGraph file, its hash verified, and its flow module source."""
     try:
-        document = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise LaunchError(f"{path}: not a TaskGraph (invalid JSON: {error})") from None
-    if not isinstance(document, dict) or document.get("kind") != "TaskGraph":
-        raise LaunchError(f"{path}: not a TaskGraph (kind is not 'TaskGraph')")
-    if document.get("hash") != graph_hash(text):
-        raise LaunchError(f"{path}: the graph was edited after it was compiled; compile it again")
-    graph = TaskGraph(document["plan"]["name"], document["hash"], text, document)
+        graph = read_taskgraph(path)
+    except TaskGraphError as error:
+        raise LaunchError(str(error)) from None
     return graph, render_flow(graph, path.name)
 
 
