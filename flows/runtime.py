@@ -10,26 +10,19 @@ Merkle hash and the digests of what it consumes, so a re-run skips what already 
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import dataclasses
-import fcntl
 import functools
 import logging
 import os
-import re
 import shutil
-import socket
 import sys
-import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from prefect import allow_failure, task
-from prefect.cache_policies import CachePolicy
 from prefect.client.schemas.objects import State
 from prefect.context import TaskRunContext
 from prefect.futures import PrefectFuture
@@ -39,114 +32,63 @@ from prefect.states import Failed
 from prefect.tasks import exponential_backoff
 from prefect.utilities.annotations import NotSet
 
-from plan2flow.compiler import canonical_json, digest
-from plan2flow.events import Event, NullBus, RunContext, default_tenant, from_env
-from plan2flow.events.kinds import DEFAULT_TENANT
+from plan2flow.events import default_tenant
 from plan2flow.home import plan2flow_home
 
-from . import events
-from .artifacts import Artifact, Attempts, TaskOutput, digest_path, size_of
+from .artifacts import Artifact, Attempts, TaskOutput, digest_path
+from .caching import PlanTaskCache, cache_key
 from .errors import StaleModuleError, TaskFailure
 from .executors import TaskContext, executor_for
 from .graph import Graph, GraphTask, load_graph
+from .options import OPTIONS, RunOptions, options
+from .publishing import emit, flush_bus, mirror_to_prefect, stored_events, this_process
+from .summary import (
+    ATTEMPTS_ATTRIBUTE,
+    PREFECT_PREFIX,
+    UPSTREAM_FAILED,
+    Outcome,
+    RunSummary,
+    TaskRecord,
+    TaskSummary,
+    summary_of,
+    task_record,
+)
 from .templates import referenced_params, resolve_params
+from .workspace import (
+    RUN_LOCK,
+    RunPlace,
+    artifact_root,
+    discard_staging,
+    discard_stale_staging,
+    hold_lock,
+    run_workspace,
+    safe_name,
+    staging_dirs,
+)
 
-UPSTREAM_FAILED = "UpstreamFailed"
+__all__ = [
+    "Outcome",
+    "Run",
+    "RunOptions",
+    "RunSummary",
+    "TaskSummary",
+    "cancelled",
+    "discard_staging",
+    "main",
+    "options",
+    "plan_task",
+    "start",
+    "summary_of",
+]
+
 RETRY_JITTER = 0.1
 """Retry delays double from the task's ``retry_delay_seconds`` and vary by up to this share."""
 LOGGER = logging.getLogger("plan2flow.runtime")
-FLUSH_SECONDS = 5.0
-"""How long the end of a run (or of a task in another process) waits for the bus's acks."""
 CANCEL_FLUSH_SECONDS = 2.0
 """How long an interrupted run waits for its ``flow.cancelled`` event to be stored or spooled."""
-_HOST = socket.gethostname()
-
-
-# --- options and observers -------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class TaskRecord:
-    """What is known about one task of a run, as it happens."""
-
-    state: str = "Pending"
-    attempts: int = 0
-    started: float | None = None
-    ended: float | None = None
-    cached: bool = False
-    message: str = ""
-
-    @property
-    def duration(self) -> float | None:
-        if self.started is None or self.ended is None:
-            return None
-        return self.ended - self.started
-
-
-Observer = Callable[[str, TaskRecord], None]
-
-
-@dataclasses.dataclass(frozen=True)
-class RunOptions:
-    """Set by ``plan2flow run``: force re-execution, watch progress."""
-
-    no_cache: bool = False
-    observer: Observer | None = None
-    on_start: Callable[[str], None] | None = None
-    """Called with the flow run id once the run exists (to cancel it on Ctrl-C)."""
-    cancelled: threading.Event | None = None
-    """Set by whoever cancels the run before it publishes ``flow.cancelled``: the run's threads
-    in this process publish nothing more (a task killed by the cancel is not a failure)."""
-
-
-_OPTIONS: contextvars.ContextVar[RunOptions | None] = contextvars.ContextVar(
-    "plan2flow_run_options", default=None
-)
-
-
-@contextlib.contextmanager
-def options(run_options: RunOptions) -> Iterator[None]:
-    token = _OPTIONS.set(run_options)
-    try:
-        yield
-    finally:
-        _OPTIONS.reset(token)
 
 
 # --- the run ---------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class TaskSummary:
-    id: str
-    state: str
-    duration_seconds: float | None
-    attempts: int
-    cached: bool
-    message: str
-
-
-@dataclasses.dataclass(frozen=True)
-class RunSummary:
-    """The outcome of a plan run, task by task (returned by the flow)."""
-
-    plan: str
-    graph_hash: str
-    flow_run_id: str
-    ok: bool
-    tasks: tuple[TaskSummary, ...]
-    workspace: str
-    artifacts: str
-
-    def counts(self) -> dict[str, int]:
-        found: dict[str, int] = {}
-        for item in self.tasks:
-            found[item.state] = found.get(item.state, 0) + 1
-        return dict(sorted(found.items()))
-
-
-Outcome = RunSummary | State
-"""What a generated flow returns: the summary, or a Failed state carrying it."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,130 +97,6 @@ class Planned:
 
     task_id: str
     future: PrefectFuture[Any]
-
-
-@dataclasses.dataclass(frozen=True)
-class RunPlace:
-    """What a task knows of its run, passed in its arguments (plain data, so that a task runs
-    the same in a thread, another process or on another machine): the plan and graph its events
-    name, the flow run, and where the run's workspace and the plan's artifacts are."""
-
-    plan: str
-    graph_hash: str
-    flow_run_id: str
-    workspace: str
-    artifact_root: str
-    tenant: str = DEFAULT_TENANT
-    """The tenant of the run's events (``PLAN2FLOW_TENANT``, read once when the run starts)."""
-    process: str = ""
-    """``host:pid`` of the flow's process: a task elsewhere flushes its bus when it ends."""
-
-    def events(self) -> RunContext:
-        """What builds this run's events on the bus (see :mod:`plan2flow.events`)."""
-        return RunContext(
-            tenant=self.tenant,
-            plan=self.plan,
-            graphhash=self.graph_hash,
-            flowrunid=self.flow_run_id,
-        )
-
-
-def _this_process() -> str:
-    return f"{_HOST}:{os.getpid()}"
-
-
-def _emit(
-    place: RunPlace,
-    build: Callable[[RunContext], Event | Sequence[Event]],
-    *,
-    final: bool = False,
-) -> None:
-    """Publish events of the run on this process's bus (``plan2flow.events.from_env``): the
-    in-process bus, or NATS when ``PLAN2FLOW_EVENTS_URL`` is set. Nothing is built when events
-    are off or the run was cancelled here (unless this is the `final` ``flow.cancelled``), and
-    nothing about events ever fails a run: the bus spools what it cannot send, and anything
-    else is logged."""
-    run_options = _OPTIONS.get()
-    halted = run_options.cancelled if run_options is not None else None
-    if not final and halted is not None and halted.is_set():
-        return
-    try:
-        bus = from_env()
-        if isinstance(bus, NullBus):
-            return
-        built = build(place.events())
-        for event in (built,) if isinstance(built, Event) else built:
-            bus.publish(event)
-    except Exception:
-        LOGGER.exception("plan2flow: an event of run %s was not published", place.flow_run_id)
-
-
-def _flush(timeout: float = FLUSH_SECONDS) -> None:
-    """Wait, bounded, until this process's bus has stored or spooled what it was given."""
-    try:
-        from_env().flush(timeout)
-    except Exception:
-        LOGGER.exception("plan2flow: flushing the event bus failed")
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", name)
-
-
-def artifact_root(plan: str, home: Path | None = None) -> Path:
-    """``$PLAN2FLOW_HOME/artifacts/<plan>``: the outputs of the plan's tasks, by cache key."""
-    return (home or plan2flow_home()) / "artifacts" / _safe(plan)
-
-
-def run_workspace(plan: str, flow_run_id: str, home: Path | None = None) -> Path:
-    """``$PLAN2FLOW_HOME/runs/<plan>/<flow run id>``: the working directories of one run."""
-    return (home or plan2flow_home()) / "runs" / _safe(plan) / flow_run_id
-
-
-def staging_dirs(plan: str, flow_run_id: str, home: Path | None = None) -> list[Path]:
-    """The directories a run's tasks are writing their outputs into."""
-    return list(artifact_root(plan, home).glob(f".plan2flow-*.{flow_run_id}"))
-
-
-def summary_of(state: State) -> RunSummary | None:
-    """The summary a plan's flow returned in its final state (completed, or failed with the
-    summary as its data); ``None`` when the flow failed before its tasks ran."""
-    data = state.result(raise_on_failure=False)
-    return data if isinstance(data, RunSummary) else None
-
-
-_PREFECT_PREFIX = "Task run encountered an exception TaskFailure: "
-_ATTEMPTS = "plan2flow_attempts"
-"""The attribute of a task's exception that carries its `Attempts`."""
-
-
-def task_record(state: State | None) -> TaskRecord:
-    """What a task's final state says about it: the name of the state, and the attempts that
-    its output or its exception carries back from wherever it ran."""
-    if state is None:
-        return TaskRecord(state="NotSubmitted")
-    name = state.name or ""
-    if name == "Cached":  # served from the cache: nothing ran in this run
-        return TaskRecord(state=name, cached=True)
-    message = ""
-    if state.is_completed():
-        data = state.result(raise_on_failure=False)
-        attempts = data.attempts if isinstance(data, TaskOutput) else None
-    elif state.is_final():
-        data = state.result(raise_on_failure=False) if state.data is not None else None
-        attempts = getattr(data, _ATTEMPTS, None) if isinstance(data, BaseException) else None
-        message = (state.message or "").replace(_PREFECT_PREFIX, "", 1)
-    else:
-        return TaskRecord(state=name)
-    if not isinstance(attempts, Attempts):
-        return TaskRecord(state=name, message=message)
-    return TaskRecord(
-        state=name,
-        attempts=attempts.count,
-        started=attempts.started,
-        ended=attempts.ended,
-        message=message,
-    )
 
 
 class Run:
@@ -290,7 +108,7 @@ class Run:
         self.graph = graph
         self.params = dict(params)
         self.flow_run_id = flow_run_id
-        self.options = _OPTIONS.get() or RunOptions()
+        self.options = OPTIONS.get() or RunOptions()
         home = plan2flow_home()
         self.home = home
         self.workspace = run_workspace(graph.name, flow_run_id, home)
@@ -302,11 +120,11 @@ class Run:
             workspace=str(self.workspace),
             artifact_root=str(self.artifact_root),
             tenant=default_tenant(),
-            process=_this_process(),
+            process=this_process(),
         )
         self.began = time.monotonic()
         self.planned: dict[str, Planned] = {}
-        self._alive = _hold(self.workspace / RUN_LOCK)
+        self._alive = hold_lock(self.workspace / RUN_LOCK)
         # A run that crashes never reaches finish(): close the lock when it is collected.
         self._release = weakref.finalize(self, self._alive.close)
 
@@ -390,22 +208,22 @@ class Run:
         self.release()
         seconds = time.monotonic() - self.began
         if ok:
-            _emit(
+            emit(
                 self.place,
                 lambda run: run.flow("completed", tasks=len(tasks), duration_seconds=seconds),
             )
-            _flush()
+            flush_bus()
             return summary
         failed = [t.id for t in tasks if t.state not in {"Completed", "Cached", UPSTREAM_FAILED}]
         not_run = [t.id for t in tasks if t.state == UPSTREAM_FAILED]
         message = f"{len(failed)} task(s) failed: {', '.join(failed)}"
         if not_run:
             message += f"; {len(not_run)} not run: {', '.join(not_run)}"
-        _emit(
+        emit(
             self.place,
             lambda run: run.flow("failed", message=message, failed=failed, not_run=not_run),
         )
-        _flush()
+        flush_bus()
         return Failed(message=message, data=summary)
 
 
@@ -422,7 +240,7 @@ def start(module_file: str, graph_file: str, graph_hash: str, params: Mapping[st
     discard_stale_staging(run.artifact_root, run.workspace.parent)
     if run.options.on_start is not None:
         run.options.on_start(flow_run_id)
-    _emit(
+    emit(
         run.place,
         lambda events: events.flow("started", tasks=len(graph.tasks), parameters=dict(params)),
     )
@@ -443,100 +261,11 @@ def cancelled(
     except Exception:
         LOGGER.exception("plan2flow: flow.cancelled of run %s was not published", flow_run_id)
         return
-    _emit(place, lambda run: run.flow("cancelled", message=message), final=True)
-    _flush(timeout)
-
-
-RUN_LOCK = ".plan2flow-run.lock"
-"""Held (``flock``) in a run's workspace while the run lives; the kernel releases it when the
-process dies, however it dies."""
-
-
-def _hold(path: Path) -> Any:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a+b")  # noqa: SIM115 - held for the run, closed by Run.release
-    fcntl.flock(handle, fcntl.LOCK_EX)
-    return handle
-
-
-def _is_alive(lock: Path) -> bool:
-    """Whether the run owning `lock` still runs (a missing lock: its run is long gone)."""
-    try:
-        handle = open(lock, "rb")  # noqa: SIM115 - closed below
-    except OSError:
-        return False
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-    return False
-
-
-def discard_stale_staging(artifact_root: Path, runs_root: Path) -> None:
-    """Remove the staging directories (``.<cache key>.<flow run id>``) of runs that died
-    without cleaning up (a ``kill -9``, a crash); a live run's lock keeps its own."""
-    try:
-        entries = list(artifact_root.iterdir())
-    except OSError:
-        return
-    for entry in entries:
-        _, dot, run_id = entry.name.removeprefix(".").partition(".")
-        if not (entry.name.startswith(".plan2flow-") and dot and entry.is_dir()):
-            continue
-        if not _is_alive(runs_root / run_id / RUN_LOCK):
-            shutil.rmtree(entry, ignore_errors=True)
-
-
-def discard_staging(plan: str, flow_run_id: str, home: Path | None = None) -> None:
-    """Remove the staging directories of a run that is being abandoned, found by the plan's
-    name and the flow run id under the plan2flow home, whichever process its tasks ran in."""
-    for stage in staging_dirs(plan, flow_run_id, home):
-        shutil.rmtree(stage, ignore_errors=True)
+    emit(place, lambda run: run.flow("cancelled", message=message), final=True)
+    flush_bus(timeout)
 
 
 # --- the one Prefect task every plan task runs as --------------------------------------------
-
-
-def cache_key(
-    plan: str, task_id: str, task_hash: str, upstream: Mapping[str, Any], values: Mapping[str, Any]
-) -> str | None:
-    """The digest of the compiler's canonical JSON of the task's Merkle hash, the digests of
-    every upstream artifact and the parameter values it uses; ``None`` (no caching) when an
-    upstream did not complete or a value has no JSON form (NaN, infinity)."""
-    digests: dict[str, dict[str, str]] = {}
-    for upstream_id, output in sorted(upstream.items()):
-        if not isinstance(output, TaskOutput):
-            return None
-        digests[upstream_id] = {name: a.digest for name, a in sorted(output.artifacts.items())}
-    material = {
-        "plan": plan,
-        "task": task_id,
-        "hash": task_hash,
-        "upstream": digests,
-        "values": dict(values),
-    }
-    try:
-        text = canonical_json(material)
-    except (TypeError, ValueError):
-        return None
-    return "plan2flow-" + digest(text).partition(":")[2]
-
-
-@dataclasses.dataclass
-class PlanTaskCache(CachePolicy):
-    """Prefect cache policy for plan tasks (see :func:`cache_key`)."""
-
-    def compute_key(
-        self,
-        task_ctx: Any,
-        inputs: dict[str, Any],
-        flow_parameters: dict[str, Any],
-        **kwargs: Any,
-    ) -> str | None:
-        spec: GraphTask = inputs["spec"]
-        place: RunPlace = inputs["run"]
-        return cache_key(place.plan, spec.id, spec.hash, inputs["upstream"], inputs["values"])
 
 
 @functools.lru_cache(maxsize=256)
@@ -566,18 +295,6 @@ def _retry_unless_not_run(task: Any, task_run: Any, state: State) -> bool:
     return state.name != UPSTREAM_FAILED
 
 
-def _publish(place: RunPlace, what: str, task_id: str, logger: Any = None, **payload: Any) -> None:
-    events.publish(
-        what,
-        plan=place.plan,
-        task_id=task_id,
-        graph_hash=place.graph_hash,
-        flow_run_id=place.flow_run_id,
-        logger=logger,
-        **payload,
-    )
-
-
 def _hook_place() -> RunPlace | None:
     """The run of the task whose hook runs, from the task's own arguments."""
     context = TaskRunContext.get()
@@ -588,8 +305,8 @@ def _hook_place() -> RunPlace | None:
 def _ended(place: RunPlace) -> None:
     """A task's last event is out: a task in another process than the flow's waits, bounded,
     for its bus to store or spool its events (a pool's worker may end without an exit handler)."""
-    if place.process and place.process != _this_process():
-        _flush()
+    if place.process and place.process != this_process():
+        flush_bus()
 
 
 def _on_completion(task: Any, task_run: Any, state: State) -> None:
@@ -598,16 +315,16 @@ def _on_completion(task: Any, task_run: Any, state: State) -> None:
         return
     cached = state.name == "Cached"
     task_id = task_run.name
-    _publish(place, "completed", task_id, task_run_logger(task_run), cached=cached)
+    mirror_to_prefect(place, "completed", task_id, task_run_logger(task_run), cached=cached)
     if cached:
         key = state.state_details.cache_key
         attempt = max(task_run.run_count, 1)
-        _emit(place, lambda run: run.task("cached", task_id, attempt=attempt, cache_key=key))
+        emit(place, lambda run: run.task("cached", task_id, attempt=attempt, cache_key=key))
     else:
         record = task_record(state)
         attempt = record.attempts or max(task_run.run_count, 1)
         seconds = record.duration
-        _emit(
+        emit(
             place,
             lambda run: run.task("completed", task_id, attempt=attempt, duration_seconds=seconds),
         )
@@ -618,22 +335,22 @@ def _on_failure(task: Any, task_run: Any, state: State) -> None:
     place = _hook_place()
     if place is None:
         return
-    message = (state.message or "").replace(_PREFECT_PREFIX, "", 1)
+    message = (state.message or "").replace(PREFECT_PREFIX, "", 1)
     what = "not_run" if state.name == UPSTREAM_FAILED else "failed"
     task_id = task_run.name
-    _publish(place, what, task_id, task_run_logger(task_run), message=message)
+    mirror_to_prefect(place, what, task_id, task_run_logger(task_run), message=message)
     if what == "not_run":
         context = TaskRunContext.get()
         upstream = context.parameters.get("upstream", {}) if context is not None else {}
         not_done = sorted(name for name, out in upstream.items() if not isinstance(out, TaskOutput))
-        _emit(
+        emit(
             place,
             lambda run: run.task("not_run", task_id, message=message, upstream=not_done),
         )
     else:
         attempt = max(task_run.run_count, 1)
         name = state.name or "Failed"
-        _emit(
+        emit(
             place,
             lambda run: run.task("failed", task_id, attempt=attempt, message=message, state=name),
         )
@@ -673,9 +390,9 @@ def _execute(
     final = artifacts / key
     # Outputs are written to a directory of this run's own, then moved under the cache key.
     stage = _prepare(artifacts / f".{key}.{place.flow_run_id}")
-    workdir = workspace / _safe(spec.id)
+    workdir = workspace / safe_name(spec.id)
     workdir.mkdir(parents=True, exist_ok=True)
-    logs_dir = _prepare(workspace / ".logs" / _safe(spec.id))
+    logs_dir = _prepare(workspace / ".logs" / safe_name(spec.id))
     inputs = {}
     for name, ref in spec.inputs.items():
         producer, _, artifact = ref.rpartition(".")
@@ -724,7 +441,7 @@ def _progress(task_id: str, record: TaskRecord) -> None:
     """Tell the launching process's observer that a task started, when the task runs in that
     process (Prefect's thread pool copies the context into its threads); wherever a task runs,
     the observer hears of it again when it ends, from the flow (see `Run.submit`)."""
-    run_options = _OPTIONS.get()
+    run_options = OPTIONS.get()
     if run_options is not None and run_options.observer is not None:
         run_options.observer(task_id, record)
 
@@ -763,40 +480,24 @@ def plan_task(
     started = _first_start(context)
     state = "Running" if attempt <= 1 else "Retrying"
     _progress(task_id, TaskRecord(state, attempt, started=started))
-    _publish(
+    mirror_to_prefect(
         run, "started" if attempt <= 1 else "retrying", task_id, get_run_logger(), attempt=attempt
     )
     if attempt <= 1:
-        _emit(run, lambda events: events.task("started", task_id, tasktype=spec.type))
+        emit(run, lambda events: events.task("started", task_id, tasktype=spec.type))
     else:
-        _emit(run, lambda events: events.task("retrying", task_id, attempt=attempt))
+        emit(run, lambda events: events.task("retrying", task_id, attempt=attempt))
     try:
         key = cache_key(run.plan, task_id, spec.hash, upstream, values)
         if key is None:
             raise TaskFailure(f"task {task_id!r}: a parameter value has no JSON form")
         output = _execute(run, spec, key, upstream, values)
     except BaseException as error:
-        setattr(error, _ATTEMPTS, Attempts(attempt, started, time.time()))
+        setattr(error, ATTEMPTS_ATTRIBUTE, Attempts(attempt, started, time.time()))
         raise
     if output.artifacts:
-        _emit(run, lambda events: _stored(events, task_id, attempt, output))
+        emit(run, lambda events: stored_events(events, task_id, attempt, output))
     return dataclasses.replace(output, attempts=Attempts(attempt, started, time.time()))
-
-
-def _stored(run: RunContext, task_id: str, attempt: int, output: TaskOutput) -> list[Event]:
-    """One ``artifact.stored`` per output a task published under its cache key."""
-    return [
-        run.event(
-            "plan2flow.artifact.stored",
-            taskid=task_id,
-            attempt=attempt,
-            name=name,
-            path=artifact.path,
-            digest=artifact.digest,
-            size=size_of(Path(artifact.path)),
-        )
-        for name, artifact in sorted(output.artifacts.items())
-    ]
 
 
 # --- running a generated module directly -----------------------------------------------------

@@ -6,7 +6,7 @@ import pytest
 
 from plan2flow.compiler.graph.canonical import canonical_json, digest
 from plan2flow.flows.artifacts import Artifact, TaskOutput
-from plan2flow.flows.runtime import cache_key
+from plan2flow.flows.caching import cache_key
 from plan2flow.server.launch import LaunchError, parse_params
 
 DECLARED = {
