@@ -16,13 +16,12 @@ import typer
 from rich.console import Console
 
 from plan2flow.compiler.files import read_plan, write_all_atomic
-from plan2flow.compiler.load import DEFAULT_LIMITS, SourceMap
+from plan2flow.compiler.load import SourceMap
 from plan2flow.compiler.report import format_human
 from plan2flow.compiler.review.golden import (
     PlanCheck,
     Status,
     check_plan,
-    is_plan,
     is_searched_dir,
     is_yaml_name,
     pending_writes,
@@ -33,6 +32,7 @@ from plan2flow.compiler.review.golden import (
 
 from .app import EXIT_INVALID, EXIT_OK, EXIT_USAGE, app, consoles, nonempty_path, say
 from .checking import describe
+from .hooks import holds_plan
 
 golden_app = typer.Typer(
     help="Check or update the committed TaskGraph and flow module of each plan.",
@@ -141,7 +141,7 @@ def _find_plans(paths: Sequence[Path]) -> list[Path]:
         raise _Refused(f"{missing[0]}: no such file or directory")
     for path in paths:
         for candidate in _walk(path) if path.is_dir() else [path]:
-            if _holds_plan(candidate):
+            if holds_plan(candidate):
                 found.setdefault(Path(os.path.realpath(candidate)), candidate)
     return sorted(found.values(), key=lambda plan: plan.as_posix())
 
@@ -152,16 +152,6 @@ def _walk(root: Path) -> Iterator[Path]:
         for name in sorted(files):
             if is_yaml_name(name):
                 yield Path(directory) / name
-
-
-def _holds_plan(path: Path) -> bool:
-    """Whether a file is a plan; one that cannot be read is kept, to be reported as unreadable."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(DEFAULT_LIMITS.max_bytes)
-    except OSError:
-        return True
-    return is_plan(head.decode("utf-8", errors="replace"))
 
 
 def _show_diagnostics(check: PlanCheck, err: Console) -> None:

@@ -492,7 +492,7 @@ def test_hook_manifest_has_the_required_keys() -> None:
         re.compile(hook["files"])
         assert hook.get("pass_filenames", True) is True
     assert {hook["id"]: hook["entry"] for hook in HOOKS} == {
-        "plan2flow-validate": "python -m plan2flow.compiler.hooks validate",
+        "plan2flow-validate": "python -m plan2flow.cli.hooks validate",
         "plan2flow-golden": "plan2flow golden check",
     }
 
@@ -565,7 +565,7 @@ def test_both_hooks_select_plans_the_same_way(tmp_path: Path) -> None:
 
 
 def test_the_hook_entry_keeps_options_and_unreadable_files(tmp_path: Path) -> None:
-    from plan2flow.compiler import hooks
+    from plan2flow.cli import hooks
 
     other = tmp_path / "other.yaml"
     other.write_text("a: 1\n", "utf-8")

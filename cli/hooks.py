@@ -1,26 +1,25 @@
-"""``python -m plan2flow.compiler.hooks COMMAND [ARG]...``: a command of the CLI, run as a
+"""``python -m plan2flow.cli.hooks COMMAND [ARG]...``: a command of the CLI, run as a
 pre-commit hook on the files pre-commit passes.
 
 pre-commit passes every staged YAML file that its ``files:`` pattern matches, and a ``plans/``
 folder may hold other YAML too (values, fixtures). ``plan2flow golden check`` keeps only the files
 that are plans (:func:`plan2flow.compiler.review.golden.is_plan`); this entry point drops the
-same non-plans before running the command (the ``plan2flow`` console script), so that
-``plan2flow-validate`` and ``plan2flow-golden`` select plans the same way. A command left without
-plans succeeds without running.
+same non-plans before running the command, so that ``plan2flow-validate`` and
+``plan2flow-golden`` select plans the same way. A command left without plans succeeds without
+running.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Callable, Sequence
 
-from .load import DEFAULT_LIMITS
-from .review.golden import is_plan
+from plan2flow.compiler.load import DEFAULT_LIMITS
+from plan2flow.compiler.review.golden import is_plan
 
 
-def holds_plan(path: str) -> bool:
+def holds_plan(path: str | os.PathLike[str]) -> bool:
     """Whether a file is a plan; one that cannot be read is kept, for the command to report."""
     try:
         with open(path, "rb") as handle:
@@ -51,19 +50,19 @@ def plan_arguments(
     return kept, files
 
 
-def plan2flow_command() -> str:
-    """The ``plan2flow`` console script of the running environment (the hook's own)."""
-    beside = os.path.join(os.path.dirname(sys.executable), "plan2flow")
-    return beside if os.path.exists(beside) else "plan2flow"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``plan2flow`` with the arguments, less the files that are not plans."""
     args = list(sys.argv[1:] if argv is None else argv)
     kept, files = plan_arguments(args, os.path.isfile, holds_plan)
     if files == 0 and len(kept) < len(args):
         return 0
-    return subprocess.run([plan2flow_command(), *kept], check=False).returncode
+    from . import app
+
+    try:
+        app(args=kept, prog_name="plan2flow")
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else 1
+    return 0  # pragma: no cover - Typer always exits
 
 
 if __name__ == "__main__":  # pragma: no cover
