@@ -13,7 +13,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from . import (
+# Each module registers its commands on `app` when it is imported.
+from . import (  # noqa: F401
     agents_commands,
     compile_commands,
     diff_command,
@@ -24,17 +25,6 @@ from . import (
     server_commands,
 )
 from .app import EXIT_USAGE, app, say, tolerate_encoding, version
-
-_COMMANDS = (
-    agents_commands,
-    compile_commands,
-    diff_command,
-    events_commands,
-    golden_commands,
-    graph_commands,
-    run_command,
-    server_commands,
-)
 
 
 def _version_callback(value: bool) -> None:
