@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 import json
 import re
+import signal
 from collections.abc import Iterator
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -153,6 +154,18 @@ def _envelope(event: Event) -> str:
 # --- tail and replay -------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _interrupted_by_sigint() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt while following, even when the process was started with
+    SIGINT ignored (from a script's background job), as `plan2flow run` and `up` do: a follower
+    that no signal but SIGKILL can stop is a trap."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @events_app.command("tail")
 def events_tail(
     pattern: PatternArgument = ">",
@@ -169,9 +182,17 @@ def events_tail(
 
     With PLAN2FLOW_EVENTS_URL, every event stored in the NATS stream from now on; without it,
     only the in-process events of runs started by this process."""
+    with _interrupted_by_sigint():  # before the first line, which says it is following
+        try:
+            _tail(_pattern(pattern), output, limit, timeout)
+        except KeyboardInterrupt:
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def _tail(pattern: str, output: StreamFormat, limit: int | None, timeout: float | None) -> None:
     from plan2flow.events import admin
 
-    checked = _pattern(pattern)
+    checked = pattern
     console, errors = consoles()
     if admin.settings_from_env() is None:
         say(
@@ -180,7 +201,8 @@ def events_tail(
             "of runs started by this process are visible (set PLAN2FLOW_EVENTS_URL="
             "nats://host:4222 to follow every run)",
         )
-    with _bus_errors(), contextlib.closing(admin.tail(checked, timeout=timeout, limit=limit)) as it:
+    following = admin.tail(checked, timeout=timeout, limit=limit)
+    with _bus_errors(), contextlib.closing(following) as it:
         for event in it:
             say(console, _envelope(event) if output is StreamFormat.json else _event_line(event))
 

@@ -29,14 +29,16 @@ def prefect_api() -> Iterator[None]:
         yield
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def restore_environment() -> Iterator[None]:
     """`plan2flow run` and `plan2flow agents` set Prefect defaults in the environment of the
-    process; keep them out of the tests that follow."""
-    saved = dict(os.environ)
+    process, and a test may change directory: every test leaves both as it found them, so that
+    the suite passes in any order."""
+    saved, cwd = dict(os.environ), os.getcwd()
     yield
     os.environ.clear()
     os.environ.update(saved)
+    os.chdir(cwd)
 
 
 @pytest.fixture

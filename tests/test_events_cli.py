@@ -373,8 +373,10 @@ def test_dlq_list_show_retry_purge(nats_env: tuple[NatsSettings, dict[str, str]]
 
 
 def _spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    """`plan2flow ARGV...` started as a script's background job is: with SIGINT ignored (the
+    shell's `trap "" INT`), which a follower must still answer."""
     return subprocess.Popen(
-        [str(PLAN2FLOW), *argv],
+        ["sh", "-c", 'trap "" INT; exec "$0" "$@"', str(PLAN2FLOW), *argv],
         env=_process_env(env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

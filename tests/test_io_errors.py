@@ -112,8 +112,10 @@ def test_an_unwritable_output_is_one_line(
         (["deploy", str(HELLO), "--prefect-yaml", ""], "--prefect-yaml"),
     ],
 )
-def test_an_empty_output_path_is_refused(tmp_path: Path, args: list[str], option: str) -> None:
-    os.chdir(tmp_path)
+def test_an_empty_output_path_is_refused(
+    tmp_path: Path, args: list[str], option: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, args)
     one_line_exit_2(result, f"{option}: empty path (use . for the current directory)")
     assert list(tmp_path.iterdir()) == []
