@@ -104,7 +104,7 @@ def measure_nats(url: str, events: Sequence[Any], tasks: int) -> dict[str, Any]:
         advisory_stream=f"BENCH_ADV_{tag}",
         spool_dir=spool,
     )
-    bus = JetStreamBus(settings)
+    bus = JetStreamBus(settings.with_(acks="background"))
     waiting = JetStreamBus(settings.with_(acks="wait"))
     try:
         if not bus.wait_connected(10) or not waiting.wait_connected(10):

@@ -353,7 +353,7 @@ def test_seen_ids(tmp_path: Path) -> None:
 def test_background_acks_keep_order_bound_what_is_in_flight_and_flush_waits(
     shared: NatsSettings,
 ) -> None:
-    bus = JetStreamBus(shared.with_(max_in_flight=5))
+    bus = JetStreamBus(shared.with_(max_in_flight=5, acks="background"))
     events = [_run().task("started", f"t{index}") for index in range(200)]
     try:
         in_flight = []
