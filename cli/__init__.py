@@ -51,6 +51,7 @@ ROOT_ERRORS = (
     ("plan2flow.flows.errors", "FlowsError"),
     ("plan2flow.agents.errors", "AgentError"),
     ("plan2flow.events.errors", "EventError"),
+    ("plan2flow.memory.errors", "MemoryStoreError"),
     ("plan2flow.server.errors", "OperationError"),
 )
 """The root error of every part; each carries its exit status and says itself in one line.

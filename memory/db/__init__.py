@@ -1,0 +1,1 @@
+"""The metadata database: sqlmodel tables, Alembic migrations, tenant-bound sessions."""

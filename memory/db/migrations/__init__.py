@@ -1,0 +1,1 @@
+"""Alembic migrations of project memory (hand-written row-level security included)."""

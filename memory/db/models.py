@@ -1,0 +1,115 @@
+"""The tables of project memory.
+
+Every table but ``tenants`` carries ``tenant`` and is isolated by row-level security on
+PostgreSQL (policies in the migrations, on ``NULLIF(current_setting('plan2flow.tenant', true),
+'')``) and by the ORM on SQLite. Keys are UUIDs: integer keys would tell one tenant how many rows
+another has. Queries still filter by tenant explicitly, which keeps prepared plans fast.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _timestamp(**kwargs: Any) -> Any:
+    return Field(default_factory=utc_now, sa_type=sa.DateTime(timezone=True), **kwargs)
+
+
+def _json(**kwargs: Any) -> Any:
+    return Field(default_factory=dict, sa_type=sa.JSON, **kwargs)
+
+
+class Tenant(SQLModel, table=True):
+    """A tenant: a DNS label. Created by the migration role; the application may only read."""
+
+    __tablename__ = "tenants"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    name: str = Field(max_length=63, unique=True)
+    created: datetime = _timestamp()
+
+
+class Run(SQLModel, table=True):
+    """A plan run; its parameters may hold secrets, so they are stored encrypted."""
+
+    __tablename__ = "runs"
+    __table_args__ = (sa.Index("ix_runs_tenant_plan", "tenant", "plan", "started"),)
+
+    id: uuid.UUID = Field(primary_key=True)  # the Prefect flow run id
+    tenant: str = Field(max_length=63)
+    plan: str
+    graph_hash: str = Field(max_length=64)
+    parameters: bytes | None = Field(default=None, sa_type=sa.LargeBinary)  # encrypted JSON
+    state: str = Field(default="running", max_length=32)
+    actor: str = ""
+    started: datetime = _timestamp()
+    ended: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+
+
+class ArtifactRecord(SQLModel, table=True):
+    """One stored artifact: metadata here, bytes in the blob store under ``digest``.
+
+    ``digest`` is the sha256 of the stored bytes (for a sensitive artifact: of its ciphertext);
+    ``content_digest`` is the sha256 of the plaintext, which the resume cache keys on. For a
+    sensitive artifact ``wrapped_key`` holds its data key wrapped by master key ``key_id``.
+    """
+
+    __tablename__ = "artifacts"
+    __table_args__ = (
+        sa.Index("ix_artifacts_tenant_created", "tenant", "created", "id"),
+        sa.Index("ix_artifacts_tenant_plan_run", "tenant", "plan", "run_id"),
+        sa.Index("ix_artifacts_tenant_digest", "tenant", "digest"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant: str = Field(max_length=63)
+    name: str
+    kind: str = Field(default="file", max_length=64)
+    media_type: str = Field(default="application/octet-stream", max_length=255)
+    size: int = Field(ge=0, sa_type=sa.BigInteger)
+    digest: str = Field(max_length=64)
+    content_digest: str = Field(max_length=64)
+    plan: str = ""
+    run_id: uuid.UUID | None = None
+    task_id: str = ""
+    graph_hash: str = Field(default="", max_length=64)
+    labels: dict[str, str] = _json()
+    sensitive: bool = False
+    key_id: str | None = Field(default=None, max_length=64)
+    wrapped_key: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
+    created: datetime = _timestamp()
+    expires: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+
+
+class AuditEntry(SQLModel, table=True):
+    """One entry of a tenant's hash chain: ``hash`` covers every field and ``prev_hash``.
+
+    On PostgreSQL the application role may only INSERT and SELECT this table.
+    """
+
+    __tablename__ = "audit_entries"
+    __table_args__ = (sa.UniqueConstraint("tenant", "seq", name="uq_audit_tenant_seq"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant: str = Field(max_length=63)
+    seq: int = Field(ge=1, sa_type=sa.BigInteger)
+    time: datetime = _timestamp()
+    actor: str
+    action: str = Field(max_length=64)
+    subject: str = ""
+    detail: dict[str, Any] = _json()
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
+
+
+TENANT_TABLES = ("runs", "artifacts", "audit_entries")
+"""The tables under row-level security (every one with a ``tenant`` column)."""

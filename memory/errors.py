@@ -1,0 +1,71 @@
+"""Project memory's errors.
+
+::
+
+    MemoryStoreError
+    ├── TenantError            no tenant, or one that is not a DNS label, or unknown
+    ├── DatabaseUnavailable    the metadata database cannot be reached
+    ├── SchemaOutOfDate        the database is not at the newest migration (`plan2flow db upgrade`)
+    ├── ArtifactNotFound       no artifact with that id (in this tenant)
+    ├── BlobCorrupted          a blob whose bytes no longer hash to its digest
+    ├── KeyUnavailable         a master key named by a stored value is not configured
+    ├── DecryptionFailed       a ciphertext that fails authentication (tampered, another tenant's)
+    └── AuditTampered          the audit hash chain is broken (``entry``: the first bad one)
+"""
+
+from __future__ import annotations
+
+
+class MemoryStoreError(Exception):
+    """The root of project memory's errors; ``exit_status`` is what the command line exits with."""
+
+    exit_status = 2
+
+
+class TenantError(MemoryStoreError, ValueError):
+    """No tenant was bound, or the tenant is not a DNS label, or it does not exist."""
+
+
+class DatabaseUnavailable(MemoryStoreError):
+    """The metadata database cannot be reached."""
+
+    exit_status = 3
+
+
+class SchemaOutOfDate(MemoryStoreError):
+    """The database is behind the newest migration; ``plan2flow db upgrade`` brings it forward."""
+
+    exit_status = 4
+
+
+class ArtifactNotFound(MemoryStoreError, LookupError):
+    """No artifact with that id is visible to the tenant."""
+
+
+class BlobCorrupted(MemoryStoreError):
+    """A blob's bytes do not hash to the digest it is stored under."""
+
+    exit_status = 5
+
+
+class KeyUnavailable(MemoryStoreError):
+    """A value was encrypted with a master key id that is not configured here."""
+
+    exit_status = 6
+
+
+class DecryptionFailed(MemoryStoreError):
+    """A ciphertext failed authentication: tampered, truncated, or bound to another tenant."""
+
+    exit_status = 6
+
+
+class AuditTampered(MemoryStoreError):
+    """The audit hash chain does not verify; ``entry`` is the first entry that breaks it."""
+
+    exit_status = 1
+
+    def __init__(self, message: str, *, tenant: str, entry: int) -> None:
+        super().__init__(message)
+        self.tenant = tenant
+        self.entry = entry
