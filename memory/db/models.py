@@ -20,8 +20,32 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A moment in UTC, aware on the way in and out on both databases.
+
+    PostgreSQL keeps ``timestamptz``; SQLite keeps text without an offset and would hand back
+    naive datetimes, which would hash and compare differently from PostgreSQL's. A naive value
+    is refused: its time zone would be a guess.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"a naive datetime ({value.isoformat()}): give it a time zone")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def _timestamp(**kwargs: Any) -> Any:
-    return Field(default_factory=utc_now, sa_type=sa.DateTime(timezone=True), **kwargs)
+    return Field(default_factory=utc_now, sa_type=UTCDateTime, **kwargs)
 
 
 def _json(**kwargs: Any) -> Any:
@@ -52,7 +76,7 @@ class Run(SQLModel, table=True):
     state: str = Field(default="running", max_length=32)
     actor: str = ""
     started: datetime = _timestamp()
-    ended: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    ended: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class ArtifactRecord(SQLModel, table=True):
@@ -87,7 +111,7 @@ class ArtifactRecord(SQLModel, table=True):
     key_id: str | None = Field(default=None, max_length=64)
     wrapped_key: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
     created: datetime = _timestamp()
-    expires: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    expires: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class AuditEntry(SQLModel, table=True):
