@@ -8,7 +8,10 @@
     ├── SchemaOutOfDate        the database is not at the newest migration (`plan2flow db upgrade`)
     ├── ArtifactNotFound       no artifact with that id (in this tenant)
     ├── BlobCorrupted          a blob whose bytes no longer hash to its digest
+    ├── BlobNotFound           no blob with that digest in the tenant's store (or not a digest)
+    ├── BlobStoreUnavailable   the blob store cannot be reached, read or written
     ├── KeyUnavailable         a master key named by a stored value is not configured
+    ├── KeysFileError          the master keys cannot be loaded: malformed, or open to others
     ├── DecryptionFailed       a ciphertext that fails authentication (tampered, another tenant's)
     └── AuditTampered          the audit hash chain is broken (``entry``: the first bad one)
 """
@@ -48,8 +51,24 @@ class BlobCorrupted(MemoryStoreError):
     exit_status = 5
 
 
+class BlobNotFound(MemoryStoreError, LookupError):
+    """No blob with that digest is stored for the tenant, or the name is not a sha256 digest."""
+
+
+class BlobStoreUnavailable(MemoryStoreError):
+    """The blob store cannot be reached, read or written: endpoint down, no access, disk full."""
+
+    exit_status = 3
+
+
 class KeyUnavailable(MemoryStoreError):
     """A value was encrypted with a master key id that is not configured here."""
+
+    exit_status = 6
+
+
+class KeysFileError(MemoryStoreError):
+    """The master keys cannot be loaded: a malformed line, or a file open to group or others."""
 
     exit_status = 6
 
