@@ -196,6 +196,7 @@ def test_deployer_does_not_follow_a_release_folder_out_of_its_target(
 
 
 @pytest.mark.usefixtures("prefect_api")
+@pytest.mark.slow
 def test_a_run_time_module_name_cannot_leave_the_output(tmp_path: Path) -> None:
     from prefect.settings import PREFECT_API_URL
 

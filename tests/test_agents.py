@@ -132,6 +132,7 @@ def run_tests(tmp_path: Path, code: Path, **params: Any) -> Any:
     )
 
 
+@pytest.mark.slow
 def test_tester_runs_the_generated_tests(tmp_path: Path) -> None:
     result = run_tests(tmp_path, generate(tmp_path, SPEC))
     assert result.outcome is Outcome.SUCCEEDED, result.log_excerpt
@@ -139,6 +140,7 @@ def test_tester_runs_the_generated_tests(tmp_path: Path) -> None:
     assert (tmp_path / "junit.xml").exists()
 
 
+@pytest.mark.slow
 def test_tester_fails_on_a_failing_test(tmp_path: Path) -> None:
     spec = {**SPEC, "functions": [{**SPEC["functions"][0], "body": "return 'Bye'"}]}
     result = run_tests(tmp_path, generate(tmp_path, spec))
@@ -164,6 +166,7 @@ def test_every_agent_serves_the_types_the_compiler_assigns_to_it() -> None:
 
 
 @pytest.mark.usefixtures("run_home")
+@pytest.mark.slow
 def test_a_component_runs_through_its_agents(tmp_path: Path) -> None:
     text = plan_text(
         "agents-e2e",
@@ -203,6 +206,7 @@ def test_a_missing_agent_document_is_named(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_assembler_lays_out_an_installable_project(tmp_path: Path) -> None:
     import subprocess
     import sys

@@ -43,6 +43,7 @@ def test_health_of_unregistered_agents_checks_their_defaults() -> None:
     assert listed.exit_code == 0, listed.output
 
 
+@pytest.mark.slow
 def test_unregister_removes_an_agent_and_names_unknown_ones() -> None:
     runner.invoke(app, ["agents", "register"])
     removed = runner.invoke(app, ["agents", "unregister", "deployer"])

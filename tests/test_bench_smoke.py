@@ -42,6 +42,7 @@ def test_plan_is_deterministic_layered_yaml(bench: ModuleType) -> None:
     assert all(1 <= len(task.get("depends_on", [])) <= 3 for task in tasks[14:])
 
 
+@pytest.mark.slow
 def test_main_prints_one_json_line(bench: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
     assert bench.main(["200", "--repeat", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -33,6 +33,7 @@ def test_shapes_are_plans_of_the_size_asked(bench: ModuleType) -> None:
     assert {d.code for d in caught.value.diagnostics} == {"P2F102"}
 
 
+@pytest.mark.slow
 def test_main_prints_figures_per_megabyte(
     bench: ModuleType, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -430,6 +430,7 @@ def test_runs_and_trigger_report_an_invalid_plan_file(
         assert "P2F106" in result.output
 
 
+@pytest.mark.slow
 def test_deploy_to_an_unreachable_server_is_a_clear_error(
     tmp_path: Path, isolated: dict[str, str | None]
 ) -> None:

@@ -200,6 +200,7 @@ def test_since_takes_iso_times_with_an_offset_and_durations_ago() -> None:
 # --- errors of the bus -----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_an_unreachable_bus_exits_3(tmp_path: Path) -> None:
     env = _env(private_settings(f"nats://127.0.0.1:{free_port()}", tmp_path), tmp_path)
     for argv in (["events", "stats"], ["events", "replay", "--since", "1h"]):
@@ -317,6 +318,7 @@ def test_flush_publishes_the_spool_of_a_run_that_had_no_bus(
     assert replayed.stdout.splitlines() == [e.to_json().decode() for e in events]
 
 
+@pytest.mark.slow
 def test_dlq_list_show_retry_purge(nats_env: tuple[NatsSettings, dict[str, str]]) -> None:
     settings, env = nats_env
     poison, good = _run("p", 1)[0], _run("g", 1)[0]

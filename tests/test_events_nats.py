@@ -170,6 +170,7 @@ def test_tail_follows_new_events(shared: NatsSettings) -> None:
     assert list(admin.tail(">", settings=shared, timeout=0.2)) == []
 
 
+@pytest.mark.slow
 def test_poison_and_unparseable_messages_reach_the_dlq_and_retry_redelivers(
     shared: NatsSettings, tmp_path: Path
 ) -> None:

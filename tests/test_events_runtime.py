@@ -156,6 +156,7 @@ def stored_events(settings: NatsSettings, flow_run_id: str | None = None) -> lis
     return [e for e in events if e is not None and flow_run_id in {None, e.flowrunid}]
 
 
+@pytest.mark.slow
 def test_a_run_publishes_every_transition_in_order_in_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -544,6 +544,7 @@ def test_hooks_run_like_pre_commit_on_good_and_stale_plans(tmp_path: Path) -> No
     assert _run_hook(golden, changed, tmp_path) == 1
 
 
+@pytest.mark.slow
 def test_both_hooks_select_plans_the_same_way(tmp_path: Path) -> None:
     """Other YAML in a plans folder passes both hooks; a broken plan fails both."""
     validate, golden = HOOKS

@@ -54,6 +54,7 @@ def artifacts(home: Path, plan: str) -> dict[str, str]:
 
 
 @pytest.mark.usefixtures("prefect_api")
+@pytest.mark.slow
 def test_the_example_greets_a_hostile_name_verbatim(tmp_path: Path) -> None:
     home = tmp_path / HOSTILE_HOME
     who = "".join(HOSTILE.values())
@@ -95,6 +96,7 @@ def _hostile_plan() -> str:
 
 
 @pytest.mark.usefixtures("prefect_api")
+@pytest.mark.slow
 def test_hostile_params_and_home_never_become_shell_syntax(tmp_path: Path) -> None:
     plan = tmp_path / "hostile.yaml"
     plan.write_text(_hostile_plan(), encoding="utf-8")

@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 BIN = Path(sys.executable).parent
 DEADLINE = 240.0  # seconds; the machine is shared and a cold Prefect start is slow
 
@@ -100,6 +102,7 @@ def nap_started(home: Path) -> Callable[[], bool]:
     return lambda: any((home / "runs" / "slow").glob("*/nap"))
 
 
+@pytest.mark.slow
 def test_ctrl_c_cancels_the_run_in_one_line_and_exits_130(tmp_path: Path) -> None:
     (tmp_path / "napper.py").write_text(
         "import time\n\n\ndef nap(seconds):\n    time.sleep(seconds)\n"
@@ -121,6 +124,7 @@ def test_ctrl_c_cancels_the_run_in_one_line_and_exits_130(tmp_path: Path) -> Non
     assert not list((home / "artifacts" / "slow").glob(".plan2flow-*"))
 
 
+@pytest.mark.slow
 def test_sigterm_to_the_process_alone_stops_its_task_commands(tmp_path: Path) -> None:
     home = tmp_path / "home"
     run = start_run(slow_plan(tmp_path, SHELL_NAP), home)
@@ -140,6 +144,7 @@ def test_sigterm_to_the_process_alone_stops_its_task_commands(tmp_path: Path) ->
     wait_for(lambda: not is_running(command), "the task's command to end", timeout=30)
 
 
+@pytest.mark.slow
 def test_after_kill_9_the_server_dies_and_the_next_run_cleans_up(tmp_path: Path) -> None:
     home = tmp_path / "home"
     plan = slow_plan(tmp_path, SHELL_NAP)

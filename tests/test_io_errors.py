@@ -137,6 +137,7 @@ def test_compile_reports_on_an_ascii_terminal(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "args", [["agents", "list"], ["agents", "unregister", "tester"], ["agents", "register"]]
 )
+@pytest.mark.slow
 def test_agents_without_a_server_refuse(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
 ) -> None:
@@ -153,6 +154,7 @@ def test_agents_without_a_server_refuse(
 
 
 @pytest.mark.parametrize("args", [["agents", "list"], ["agents", "unregister", "tester"], ["runs"]])
+@pytest.mark.slow
 def test_a_server_that_is_down_is_one_line(tmp_path: Path, args: list[str]) -> None:
     env = {
         **os.environ,

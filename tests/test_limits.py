@@ -145,6 +145,7 @@ def test_too_many_written_tasks_are_refused_before_validation() -> None:
     ]
 
 
+@pytest.mark.slow
 def test_hints_for_many_misspellings_stay_within_a_budget() -> None:
     tasks = "".join(
         f"  - {{id: task{i}, type: noop, depends_on: [tsak{i}]}}\n" for i in range(3000)

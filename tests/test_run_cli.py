@@ -167,6 +167,7 @@ def test_live_progress_on_a_terminal(tmp_path: Path) -> None:
     assert "\x1b[" in output  # drawn for a terminal
 
 
+@pytest.mark.slow
 def test_running_a_generated_module_directly(tmp_path: Path) -> None:
     import subprocess
     import sys

@@ -107,6 +107,7 @@ def test_a_failed_task_stops_only_its_downstream(tmp_path: Path) -> None:
     assert "1 task(s) failed: broken; 2 not run: after, later" in state.message
 
 
+@pytest.mark.slow
 def test_retries_wait_the_configured_backoff(tmp_path: Path) -> None:
     attempts = tmp_path / "attempts.log"
     tasks = (
@@ -167,6 +168,7 @@ def test_resume_reruns_only_the_failed_task_and_its_downstream(tmp_path: Path) -
     assert len(read_log(log)) == 8
 
 
+@pytest.mark.slow
 def test_a_changed_task_reruns_with_its_downstream(tmp_path: Path) -> None:
     log = tmp_path / "runs.log"
 
@@ -184,6 +186,7 @@ def test_a_changed_task_reruns_with_its_downstream(tmp_path: Path) -> None:
     assert [t for t, _ in read_log(log)] == ["a", "b", "c", "b", "c"]
 
 
+@pytest.mark.slow
 def test_params_reach_tasks_and_are_part_of_the_cache_key(tmp_path: Path) -> None:
     out = tmp_path / "out.txt"
     tasks = (
@@ -253,6 +256,7 @@ def test_task_failures_are_explained(tmp_path: Path, body: str, message: str) ->
     assert message in task.message
 
 
+@pytest.mark.slow
 def test_a_stale_module_refuses_to_run(tmp_path: Path) -> None:
     module = build_module(tmp_path / "build", plan_text("stale", "  - {id: a, type: noop}\n"))
     flow = import_flow(module)
@@ -293,6 +297,7 @@ def test_an_edited_module_that_rewires_tasks_refuses_to_run(tmp_path: Path) -> N
         state.result()
 
 
+@pytest.mark.slow
 def test_large_plans_submit_from_the_graph_file(tmp_path: Path) -> None:
     lines = "".join(
         f"  - {{id: t{i:03d}, type: noop{f', depends_on: [t{i - 1:03d}]' if i else ''}}}\n"
@@ -305,6 +310,7 @@ def test_large_plans_submit_from_the_graph_file(tmp_path: Path) -> None:
     assert len(summary.tasks) == 205
 
 
+@pytest.mark.slow
 def test_enum_params_are_checked(tmp_path: Path) -> None:
     text = plan_text(
         "enums", "  - {id: a, type: noop}\n", "params: {mode: {default: a, enum: [a, b]}}\n"

@@ -110,6 +110,7 @@ def plans(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return plan_files(tmp_path_factory.mktemp("cases"))
 
 
+@pytest.mark.slow
 def test_schema_and_cli_give_the_same_verdicts(plans: list[Path]) -> None:
     disagreements, compared = [], 0
     for path in plans:
@@ -180,6 +181,7 @@ def _ajv_installed() -> Path:
     return AJV_HOME / "node_modules"
 
 
+@pytest.mark.slow
 def test_schema_compiles_under_ajv_strict_mode_and_agrees(
     plans: list[Path], tmp_path: Path
 ) -> None:
