@@ -1,0 +1,167 @@
+"""The audit journal fed from the event bus: a run's events on the in-process bus become
+entries, in order, without parameter values; a redelivered event is recorded once; the durable
+NATS follower feeds the same way and a second pass over the stream adds nothing."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from audit_db import rows, sqlite_database, verify
+from events_nats import shared
+
+from plan2flow.events import Event, InProcessBus, RunContext
+from plan2flow.events.jetstream import JetStreamBus, NatsSettings
+from plan2flow.events.kinds import FLOW_EVENTS, TASK_EVENTS
+from plan2flow.memory import audit
+from plan2flow.memory.audit_feed import (
+    attach_audit,
+    audit_fields,
+    durable_name,
+    feed_handler,
+    follow,
+)
+from plan2flow.memory.db.engine import Database
+
+__all__ = ["shared"]  # the fixture
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[Database]:
+    db = sqlite_database(tmp_path / "home")
+    yield db
+    db.dispose()
+
+
+def a_run(tenant: str = "acme", run: str = "r1") -> list[Event]:
+    """The events of a small run, as the runtime publishes them, and a health probe."""
+    ctx = RunContext(tenant=tenant, plan="etl", graphhash="sha256:ab", flowrunid=run)
+    return [
+        ctx.flow("started", tasks=2, parameters={"password": "s3cret", "day": "mon"}),
+        ctx.task("started", "load", tasktype="shell"),
+        ctx.event(
+            "plan2flow.artifact.stored",
+            taskid="load",
+            attempt=1,
+            name="out.csv",
+            path="/tmp/out.csv",
+            digest="ab" * 32,
+            size=3,
+        ),
+        ctx.task("completed", "load", duration_seconds=0.5),
+        ctx.event("plan2flow.agent.health", agent="coder", healthy=True),
+        ctx.task("not_run", "report", upstream=["load"]),
+        ctx.flow("completed", tasks=2),
+    ]
+
+
+EXPECTED = [
+    ("run.started", "etl"),
+    ("task.started", "etl/load"),
+    ("artifact.stored", "etl/out.csv"),
+    ("task.completed", "etl/load"),
+    ("task.not_run", "etl/report"),
+    ("run.completed", "etl"),
+]
+
+
+def test_every_run_and_task_event_type_has_an_action() -> None:
+    ctx = RunContext(tenant="acme", plan="etl", graphhash=None, flowrunid="r1")
+    for name in TASK_EVENTS:
+        fields = audit_fields(ctx.task(name, "load"))
+        assert fields is not None and fields.action in audit.ACTIONS
+    for name in FLOW_EVENTS:
+        fields = audit_fields(ctx.flow(name))
+        assert fields is not None and fields.action in audit.ACTIONS
+
+
+def test_a_runs_events_on_the_in_process_bus_become_entries(database: Database) -> None:
+    bus = InProcessBus()
+    subscription = attach_audit(bus, database, "acme", who="runner")
+    try:
+        events = a_run() + a_run(tenant="globex")
+        for event in events:
+            assert bus.publish(event) == "published"
+        assert subscription.wait_handled(len(a_run()), timeout=60)
+        assert subscription.errors == 0
+    finally:
+        subscription.close()
+    entries = rows(database, "acme")
+    assert [(e.action, e.subject) for e in entries] == EXPECTED
+    assert {e.actor for e in entries} == {"runner"}
+    assert rows(database, "globex") == []
+    started = entries[0].detail
+    assert started["event_id"] == events[0].id
+    assert (started["run"], started["plan"], started["event_type"]) == (
+        "r1",
+        "etl",
+        "plan2flow.flow.started",
+    )
+    assert started["data"] == {"tasks": 2, "parameters": ["day", "password"]}
+    assert all("s3cret" not in str(e.detail) for e in entries)
+    assert entries[1].detail["task"] == "load" and entries[1].detail["attempt"] == 1
+    assert verify(database, "acme").count == len(EXPECTED)
+
+
+def test_a_redelivered_event_is_recorded_once(database: Database) -> None:
+    bus = InProcessBus(dedupe_window=0)  # delivers a re-published id again, as NATS may
+    subscription = attach_audit(bus, database, "acme")
+    try:
+        for event in a_run() + a_run():
+            bus.publish(event)
+        assert subscription.wait_handled(2 * len(a_run()), timeout=60)
+    finally:
+        subscription.close()
+    assert [(e.action, e.subject) for e in rows(database, "acme")] == EXPECTED
+
+
+def test_two_feeds_handling_the_same_events_at_once_record_each_once(
+    database: Database,
+) -> None:
+    """A run's own feed and a follower see the same events at the same time."""
+    events = a_run()
+    barrier = threading.Barrier(3)
+    failures: list[BaseException] = []
+
+    def feed() -> None:
+        handle = feed_handler(database, "acme", "feeder")
+        try:
+            barrier.wait(30)
+            for event in events:
+                handle(event)
+        except BaseException as error:
+            failures.append(error)
+
+    workers = [threading.Thread(target=feed) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+    assert failures == []
+    assert sorted((e.action, e.subject) for e in rows(database, "acme")) == sorted(EXPECTED)
+    assert verify(database, "acme").count == len(EXPECTED)
+
+
+@pytest.mark.slow
+def test_the_durable_follower_feeds_from_nats_and_a_replay_adds_nothing(
+    database: Database, shared: NatsSettings
+) -> None:
+    bus = JetStreamBus(shared)
+    try:
+        for event in a_run() + a_run(run="r2") + a_run(tenant="globex"):
+            assert bus.publish(event) == "published"
+    finally:
+        bus.close()
+    report = follow(database, "acme", shared, who="follower", idle_exit=0.5)
+    assert (report.handled, report.failed, report.dead_lettered) == (14, 0, 0)
+    expected = EXPECTED * 2
+    assert [(e.action, e.subject) for e in rows(database, "acme")] == expected
+    again = follow(database, "acme", shared, idle_exit=0.5, durable="audit-replay")
+    assert again.handled == 14
+    assert len(rows(database, "acme")) == len(expected)
+    assert rows(database, "globex") == []
+    assert durable_name("acme") == "plan2flow-audit-acme"
+    resumed = follow(database, "acme", shared, idle_exit=0.5)
+    assert resumed.handled == 0  # the durable consumer resumes after what it acked
