@@ -17,6 +17,7 @@ from rich.console import Console
 from . import (  # noqa: F401
     agents_commands,
     compile_commands,
+    db_commands,
     diff_command,
     events_commands,
     golden_commands,

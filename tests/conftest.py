@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,3 +51,13 @@ def run_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_api: None)
     monkeypatch.setenv("PLAN2FLOW_HOME", str(home))
     with temporary_settings(updates={PREFECT_RESULTS_LOCAL_STORAGE_PATH: home / "results"}):
         yield home
+
+
+@pytest.fixture(scope="session")
+def memory_postgres() -> Iterator[Any]:
+    """Project memory on PostgreSQL: a fresh database and fresh roles for the session
+    (deploy/postgres/roles.sql), migrated to the newest revision; see tests/memory_pg.py."""
+    from memory_pg import fresh_postgres
+
+    with fresh_postgres() as pg:
+        yield pg

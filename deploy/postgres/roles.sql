@@ -26,8 +26,14 @@
   \set app p2f_app
 \endif
 
-CREATE ROLE :"migrator" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
-CREATE ROLE :"app" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT;
+-- Roles that exist already are kept and brought to these attributes: the file may run again,
+-- for instance to set up a second database for the same roles.
+SELECT format('CREATE ROLE %I LOGIN', :'migrator')
+ WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'migrator') \gexec
+SELECT format('CREATE ROLE %I LOGIN', :'app')
+ WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'app') \gexec
+ALTER ROLE :"migrator" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
+ALTER ROLE :"app" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT;
 \if :{?migrator_password}
   ALTER ROLE :"migrator" PASSWORD :'migrator_password';
 \endif
@@ -35,7 +41,9 @@ CREATE ROLE :"app" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYP
   ALTER ROLE :"app" PASSWORD :'app_password';
 \endif
 
-CREATE DATABASE :"database" OWNER :"migrator";
+SELECT format('CREATE DATABASE %I OWNER %I', :'database', :'migrator')
+ WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'database') \gexec
+ALTER DATABASE :"database" OWNER TO :"migrator";
 REVOKE ALL ON DATABASE :"database" FROM PUBLIC;
 GRANT CONNECT ON DATABASE :"database" TO :"migrator", :"app";
 
