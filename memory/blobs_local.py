@@ -1,0 +1,266 @@
+"""The blob store on a local directory (by default ``$PLAN2FLOW_HOME/blobs``).
+
+Layout and guarantees are :mod:`plan2flow.memory.blobs`'s. Here a put streams into
+``<root>/<tenant>/tmp/<pid>-<random>.tmp`` while hashing, fsyncs it, renames it to
+``<root>/<tenant>/sha256/<2 hex>/<digest>`` (the same filesystem: the rename is atomic) and
+fsyncs that directory; a directory it creates is made durable in its parent too. Stored blobs
+are read-only (0400) and their directories private (0700). The touch time is the file's mtime.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from .blobs import (
+    ALGORITHM,
+    BlobInfo,
+    PutResult,
+    VerifyingReader,
+    blob_key,
+    buffered,
+    copy_chunks,
+    fsync_directory,
+    is_digest,
+    temporary_name,
+    temporary_prefix,
+    write_all,
+    write_verified,
+)
+from .errors import BlobCorrupted, BlobNotFound, BlobStoreUnavailable
+from .settings import check_tenant
+
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+
+
+@contextlib.contextmanager
+def _storage_errors(location: object, *, missing: str | None = None) -> Iterator[None]:
+    """OS errors of the store as project memory's: a missing blob (when ``missing`` says what
+    was looked for) is BlobNotFound, anything else BlobStoreUnavailable."""
+    try:
+        yield
+    except FileNotFoundError as error:
+        if missing is not None:
+            raise BlobNotFound(missing) from error
+        raise BlobStoreUnavailable(f"{error.filename or location}: {error.strerror}") from error
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise BlobStoreUnavailable(f"{error.filename or location}: {reason}") from error
+
+
+def _discard(path: Path | str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+class LocalBlobStore:
+    """Blobs in a directory tree; see the module docstring for the layout."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.expanduser().absolute()
+
+    @property
+    def url(self) -> str:
+        return str(self.root)
+
+    def __repr__(self) -> str:
+        return f"LocalBlobStore({self.url!r})"
+
+    def path(self, tenant: str, digest: str) -> Path:
+        """Where the blob is (or would be) stored."""
+        return self.root / blob_key(tenant, digest)
+
+    def _missing(self, tenant: str, digest: str) -> str:
+        return f"no blob {digest} for tenant {tenant!r} in {self.root}"
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def put_bytes(self, tenant: str, data: bytes) -> PutResult:
+        digest = hashlib.sha256(data).hexdigest()
+        final = self.path(tenant, digest)
+        with _storage_errors(self.root):
+            if self._refresh(final, len(data)):
+                return PutResult(digest, len(data), created=False)
+            temporary, fd = self._create_temporary(tenant)
+            try:
+                try:
+                    write_all(fd)(memoryview(data))
+                    self._seal(fd)
+                finally:
+                    os.close(fd)
+                return self._install(temporary, final, len(data))
+            except BaseException:
+                _discard(temporary)
+                raise
+
+    def put_stream(self, tenant: str, source: BinaryIO) -> PutResult:
+        with _storage_errors(self.root):
+            temporary, fd = self._create_temporary(tenant)
+            try:
+                try:
+                    digest = hashlib.sha256()
+                    size = copy_chunks(source, digest.update, write_all(fd))
+                    self._seal(fd)
+                finally:
+                    os.close(fd)
+                return self._install(temporary, self.path(tenant, digest.hexdigest()), size)
+            except BaseException:
+                _discard(temporary)
+                raise
+
+    def put_file(self, tenant: str, path: Path) -> PutResult:
+        with open(path, "rb", buffering=0) as source:
+            return self.put_stream(tenant, source)
+
+    def _create_temporary(self, tenant: str) -> tuple[Path, int]:
+        directory = self.root / temporary_prefix(tenant)
+        self._make_directory(directory)
+        temporary = directory / temporary_name()
+        return temporary, os.open(temporary, _CREATE, 0o600)
+
+    @staticmethod
+    def _seal(fd: int) -> None:
+        os.fchmod(fd, 0o400)
+        os.fsync(fd)
+
+    def _install(self, temporary: Path, final: Path, size: int) -> PutResult:
+        """Rename a complete, synced temporary to its final name, unless the blob is already
+        there (then only its touch time is refreshed)."""
+        digest = final.name
+        if self._refresh(final, size):
+            _discard(temporary)
+            return PutResult(digest, size, created=False)
+        self._make_directory(final.parent)
+        os.rename(temporary, final)
+        fsync_directory(final.parent)
+        return PutResult(digest, size, created=True)
+
+    @staticmethod
+    def _refresh(final: Path, size: int | None) -> bool:
+        """Touch ``final``; False when it is missing, or of another size than ``size`` (a
+        damaged copy, which the caller's complete one then replaces)."""
+        try:
+            os.utime(final)
+            return size is None or os.stat(final).st_size == size
+        except FileNotFoundError:
+            return False
+
+    def _make_directory(self, directory: Path) -> None:
+        """``mkdir -p`` with each new directory's entry fsync'd into its parent."""
+        if directory.is_dir():
+            return
+        self._make_directory(directory.parent)
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            return
+        fsync_directory(directory.parent)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def get_bytes(self, tenant: str, digest: str) -> bytes:
+        final = self.path(tenant, digest)
+        with _storage_errors(final, missing=self._missing(tenant, digest)), open(final, "rb") as f:
+            data = f.read()
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise BlobCorrupted(f"{final}: corrupted, its bytes do not hash to {digest}")
+        return data
+
+    def _reader(self, tenant: str, digest: str) -> VerifyingReader:
+        final = self.path(tenant, digest)
+        with _storage_errors(final, missing=self._missing(tenant, digest)):
+            raw = open(final, "rb", buffering=0)  # noqa: SIM115 (the reader closes it)
+            size = os.fstat(raw.fileno()).st_size
+        return VerifyingReader(raw, digest=digest, size=size, name=str(final))
+
+    def open(self, tenant: str, digest: str) -> BinaryIO:
+        return buffered(self._reader(tenant, digest))
+
+    def copy_to(self, tenant: str, digest: str, destination: Path) -> int:
+        return write_verified(self._reader(tenant, digest), destination)
+
+    def exists(self, tenant: str, digest: str) -> bool:
+        return self.path(tenant, digest).is_file()
+
+    # -- collecting ----------------------------------------------------------------------------
+
+    def touch(self, tenant: str, digest: str) -> bool:
+        final = self.path(tenant, digest)
+        with _storage_errors(final):
+            return self._refresh(final, None)
+
+    def delete(self, tenant: str, digest: str, *, untouched_since: float | None = None) -> bool:
+        final = self.path(tenant, digest)
+        with _storage_errors(final):
+            if untouched_since is None:
+                try:
+                    os.unlink(final)
+                except FileNotFoundError:
+                    return False
+                fsync_directory(final.parent)
+                return True
+            return self._delete_untouched(tenant, final, untouched_since)
+
+    def _delete_untouched(self, tenant: str, final: Path, cutoff: float) -> bool:
+        """Rename the blob aside, then look at its touch time: a put that touched it before
+        the rename is seen (and the blob put back), a put after it finds no blob and writes
+        its own copy. The aside name is a temporary, so a collector killed here leaves
+        nothing that outlives the next collection."""
+        try:
+            if os.stat(final).st_mtime >= cutoff:
+                return False
+        except FileNotFoundError:
+            return False
+        directory = self.root / temporary_prefix(tenant)
+        self._make_directory(directory)
+        aside = directory / f"gc-{temporary_name()}"
+        try:
+            os.rename(final, aside)
+        except FileNotFoundError:
+            return False
+        if os.stat(aside).st_mtime >= cutoff:
+            os.rename(aside, final)  # the same bytes as any copy written since
+            return False
+        os.unlink(aside)
+        fsync_directory(final.parent)
+        return True
+
+    def iter_blobs(self, tenant: str) -> Iterator[BlobInfo]:
+        base = self.root / check_tenant(tenant) / ALGORITHM
+        with _storage_errors(base):
+            try:
+                shards = sorted(entry.name for entry in os.scandir(base) if entry.is_dir())
+            except FileNotFoundError:
+                return
+            for shard in shards:
+                for name in sorted(os.listdir(base / shard)):
+                    if not (is_digest(name) and name.startswith(shard)):
+                        continue
+                    try:
+                        stat = os.stat(base / shard / name)
+                    except FileNotFoundError:
+                        continue  # deleted since the listing
+                    yield BlobInfo(name, stat.st_size, stat.st_mtime)
+
+    def collect_temporaries(self, tenant: str, *, untouched_since: float) -> list[str]:
+        directory = self.root / temporary_prefix(tenant)
+        removed = []
+        with _storage_errors(directory):
+            try:
+                entries = list(os.scandir(directory))
+            except FileNotFoundError:
+                return []
+            for entry in entries:
+                try:
+                    if entry.stat(follow_symlinks=False).st_mtime < untouched_since:
+                        os.unlink(entry.path)
+                        removed.append(entry.name)
+                except FileNotFoundError:
+                    continue
+            if removed:
+                fsync_directory(directory)
+        return sorted(removed)
