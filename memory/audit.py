@@ -201,19 +201,24 @@ def entries(
     session: Session, tenant: str, since: dt.datetime | None = None, *, batch: int = 1000
 ) -> Iterator[AuditEntry]:
     """`tenant`'s entries in ``seq`` order (from `since` on, when given), read `batch` rows at
-    a time."""
+    a time; close the iterator when stopping early."""
     check_tenant(tenant)
     statement = select(AuditEntry).where(AuditEntry.tenant == tenant)
     if since is not None:
         statement = statement.where(col(AuditEntry.time) >= since)
     statement = statement.order_by(col(AuditEntry.seq)).execution_options(yield_per=batch)
-    yield from session.exec(statement)
+    result = session.exec(statement)
+    try:
+        yield from result
+    finally:  # a reader that stops early (verify, at a problem) frees PostgreSQL's cursor
+        result.close()
 
 
 def verify(session: Session, tenant: str) -> ChainWalk:
     """Check `tenant`'s whole chain: the count and head when it is intact, else
     :class:`AuditTampered` naming the first bad entry and why."""
-    walk = walk_chain(entries(session, tenant), tenant)
+    with contextlib.closing(entries(session, tenant)) as chain:
+        walk = walk_chain(chain, tenant)
     if walk.problem is not None:
         raise AuditTampered(
             f"the audit journal of tenant {tenant!r} is broken: {walk.problem}",

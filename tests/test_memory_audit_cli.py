@@ -9,11 +9,10 @@ import json
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from audit_db import append_many, raw, rows, sqlite_database
+from audit_db import Journal, journal
 from events_nats import shared, wait_until
 from typer.testing import CliRunner
 
@@ -23,33 +22,23 @@ from plan2flow.events import RunContext
 from plan2flow.events.errors import NatsRequired
 from plan2flow.events.jetstream import JetStreamBus, NatsSettings
 from plan2flow.memory.audit_chain import ChainEntry, verify_chain
-from plan2flow.memory.db.engine import Database
 from plan2flow.memory.errors import TenantError
 
-__all__ = ["shared"]  # the fixture
+__all__ = ["journal", "shared"]  # the fixtures
 
 runner = CliRunner()
 PLAN2FLOW = Path(sys.executable).with_name("plan2flow")
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Iterator[Path]:
-    home = tmp_path / "home"
-    database = sqlite_database(home)
-    append_many(database, "acme", 4)
-    database.dispose()
-    yield home
+def filled(journal: Journal) -> Journal:
+    """The journal with four entries of tenant acme, the default of its command line."""
+    journal.append_many(journal.acme, 4)
+    return journal
 
 
-def _env(home: Path, **extra: str) -> dict[str, str]:
-    return {"PLAN2FLOW_HOME": str(home), "PLAN2FLOW_TENANT": "acme", **extra}
-
-
-def _database(home: Path) -> Database:
-    from plan2flow.memory.db.engine import configured_database
-    from plan2flow.memory.settings import memory_settings
-
-    return configured_database(memory_settings({"PLAN2FLOW_HOME": str(home)}))
+def _env(journal: Journal, **extra: str) -> dict[str, str]:
+    return {**journal.environ, **extra}
 
 
 def _records(text: str, format: str) -> list[ChainEntry]:
@@ -64,35 +53,34 @@ def _records(text: str, format: str) -> list[ChainEntry]:
 
 @pytest.mark.parametrize("format", ["json", "jsonl", "csv"])
 def test_export_to_a_file_writes_a_chain_that_verifies(
-    home: Path, tmp_path: Path, format: str
+    filled: Journal, tmp_path: Path, format: str
 ) -> None:
     target = tmp_path / "out" / f"journal.{format}"
-    result = runner.invoke(
-        app, ["audit", "export", "--format", format, "--output", str(target)], env=_env(home)
-    )
+    argv = ["audit", "export", "--format", format, "--output", str(target)]
+    result = runner.invoke(app, argv, env=_env(filled))
     assert (result.exit_code, result.exception) == (0, None), result.output
     assert result.stdout == ""
-    assert result.stderr == f"exported 4 audit entries of tenant acme to {target}\n"
+    assert result.stderr == f"exported 4 audit entries of tenant {filled.acme} to {target}\n"
     entries = _records(target.read_text("utf-8"), format)
     assert [e.seq for e in entries] == [1, 2, 3, 4]
-    assert verify_chain(entries, "acme") is None
+    assert verify_chain(entries, filled.acme) is None
     assert sorted(p.name for p in target.parent.iterdir()) == [target.name]
 
 
-def test_export_to_stdout_since_a_time_and_of_another_tenant(home: Path) -> None:
-    result = runner.invoke(app, ["audit", "export", "--since", "1h"], env=_env(home))
+def test_export_to_stdout_since_a_time_and_of_another_tenant(filled: Journal) -> None:
+    result = runner.invoke(app, ["audit", "export", "--since", "1h"], env=_env(filled))
     assert (result.exit_code, result.exception) == (0, None), result.output
     assert [e.seq for e in _records(result.stdout, "jsonl")] == [1, 2, 3, 4]
-    result = runner.invoke(
-        app, ["audit", "export", "--since", "2999-01-01T00:00:00Z"], env=_env(home)
-    )
+    future = ["audit", "export", "--since", "2999-01-01T00:00:00Z"]
+    result = runner.invoke(app, future, env=_env(filled))
     assert (result.exit_code, result.stdout) == (0, "")
-    result = runner.invoke(app, ["audit", "export", "-f", "json", "-t", "globex"], env=_env(home))
+    other = ["audit", "export", "-f", "json", "-t", filled.globex]
+    result = runner.invoke(app, other, env=_env(filled))
     assert (result.exit_code, json.loads(result.stdout)) == (0, [])
 
 
-def test_a_bad_since_is_a_usage_error(home: Path) -> None:
-    result = runner.invoke(app, ["audit", "export", "--since", "yesterday"], env=_env(home))
+def test_a_bad_since_is_a_usage_error(filled: Journal) -> None:
+    result = runner.invoke(app, ["audit", "export", "--since", "yesterday"], env=_env(filled))
     assert result.exit_code == 2
     assert isinstance(result.exception, SystemExit)
     assert result.stderr.startswith("plan2flow: --since 'yesterday': not a time")
@@ -108,53 +96,59 @@ def test_a_failed_export_leaves_the_file_as_it_was(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["journal.jsonl"]
 
 
-def test_verify_counts_an_intact_journal(home: Path) -> None:
-    result = runner.invoke(app, ["audit", "verify"], env=_env(home))
+def test_verify_counts_an_intact_journal(filled: Journal) -> None:
+    result = runner.invoke(app, ["audit", "verify"], env=_env(filled))
     assert (result.exit_code, result.exception) == (0, None), result.output
-    database = _database(home)
-    head = rows(database, "acme")[-1].hash
-    database.dispose()
-    assert result.stdout == f"tenant acme: 4 audit entries intact; head seq 4 {head}\n"
-    empty = runner.invoke(app, ["audit", "verify", "--tenant", "globex"], env=_env(home))
+    head = filled.rows(filled.acme)[-1].hash
+    assert result.stdout == f"tenant {filled.acme}: 4 audit entries intact; head seq 4 {head}\n"
+    empty = runner.invoke(app, ["audit", "verify", "--tenant", filled.globex], env=_env(filled))
     assert (empty.exit_code, empty.exception) == (0, None)
-    assert empty.stdout.startswith("tenant globex: 0 audit entries intact; head seq 0 000")
+    assert empty.stdout.startswith(f"tenant {filled.globex}: 0 audit entries intact; head seq 0")
 
 
 @pytest.mark.parametrize(
     ("sql", "expected"),
     [
-        ("UPDATE audit_entries SET actor = 'x' WHERE seq = 2", "entry 2 was edited"),
-        ("DELETE FROM audit_entries WHERE seq = 3", "entry 3 removed"),
+        (
+            "UPDATE audit_entries SET actor = 'x' WHERE tenant = :t AND seq = 2",
+            "entry 2 was edited",
+        ),
+        ("DELETE FROM audit_entries WHERE tenant = :t AND seq = 3", "entry 3 removed"),
     ],
 )
-def test_verify_exits_1_naming_the_first_bad_entry(home: Path, sql: str, expected: str) -> None:
-    database = _database(home)
-    assert raw(database, sql) == 1
-    database.dispose()
-    result = runner.invoke(app, ["audit", "verify"], env=_env(home))
+def test_verify_exits_1_naming_the_first_bad_entry(
+    filled: Journal, sql: str, expected: str
+) -> None:
+    assert filled.raw(sql, t=filled.acme) == 1
+    result = runner.invoke(app, ["audit", "verify"], env=_env(filled))
     assert result.exit_code == 1
     assert isinstance(result.exception, SystemExit)
     assert result.stdout == ""
     assert result.stderr.startswith(
-        f"plan2flow: the audit journal of tenant 'acme' is broken: {expected}"
+        f"plan2flow: the audit journal of tenant '{filled.acme}' is broken: {expected}"
     )
     assert len(result.stderr.splitlines()) == 1
 
 
-def test_an_unknown_tenant_is_a_tenant_error(home: Path) -> None:
-    result = runner.invoke(app, ["audit", "verify", "--tenant", "nobody"], env=_env(home))
+def test_an_unknown_tenant_is_a_tenant_error(filled: Journal) -> None:
+    result = runner.invoke(app, ["audit", "verify", "--tenant", "nobody"], env=_env(filled))
     assert isinstance(result.exception, TenantError)
     assert "plan2flow tenants create nobody" in str(result.exception)
-    result = runner.invoke(app, ["audit", "export", "--tenant", "Not_A_Label"], env=_env(home))
+    result = runner.invoke(app, ["audit", "export", "--tenant", "Not_A_Label"], env=_env(filled))
     assert isinstance(result.exception, TenantError)
+
+
+def test_follow_needs_nats(filled: Journal) -> None:
+    result = runner.invoke(app, ["audit", "follow"], env=_env(filled, PLAN2FLOW_EVENTS_URL=""))
+    assert isinstance(result.exception, NatsRequired)
 
 
 @pytest.mark.slow
-def test_the_entry_point_ends_errors_in_one_line_with_their_status(home: Path) -> None:
+def test_the_entry_point_ends_errors_in_one_line_with_their_status(filled: Journal) -> None:
     def run(*argv: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(PLAN2FLOW), "audit", *argv],
-            env=_env(home, PATH="/usr/bin:/bin"),
+            env=_env(filled, PATH="/usr/bin:/bin"),
             capture_output=True,
             text=True,
             timeout=120,
@@ -169,17 +163,12 @@ def test_the_entry_point_ends_errors_in_one_line_with_their_status(home: Path) -
     assert done.stderr == (
         "plan2flow: audit follow needs the NATS bus: set PLAN2FLOW_EVENTS_URL (nats://host:4222)\n"
     )
-    database = _database(home)
-    raw(database, "UPDATE audit_entries SET subject = 'x' WHERE seq = 4")
-    database.dispose()
+    filled.raw(
+        "UPDATE audit_entries SET subject = 'x' WHERE tenant = :t AND seq = 4", t=filled.acme
+    )
     done = run("verify")
     assert (done.returncode, done.stdout) == (1, "")
     assert "entry 4 was edited" in done.stderr
-
-
-def test_follow_needs_nats(home: Path) -> None:
-    result = runner.invoke(app, ["audit", "follow"], env=_env(home, PLAN2FLOW_EVENTS_URL=""))
-    assert isinstance(result.exception, NatsRequired)
 
 
 def _nats_env(settings: NatsSettings) -> dict[str, str]:
@@ -193,39 +182,38 @@ def _nats_env(settings: NatsSettings) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_follow_records_events_until_ctrl_c(home: Path, shared: NatsSettings) -> None:
+def test_follow_records_events_until_ctrl_c(filled: Journal, shared: NatsSettings) -> None:
     """Started as a script's background job is (SIGINT ignored), it still stops on Ctrl-C."""
-    context = RunContext(tenant="acme", plan="etl", graphhash=None, flowrunid="r1")
+    acme = filled.acme
+    context = RunContext(tenant=acme, plan="etl", graphhash=None, flowrunid="r1")
     bus = JetStreamBus(shared)
     try:
         bus.publish(context.flow("started", tasks=1))
         bus.publish(context.task("started", "load"))
     finally:
         bus.close()
+    env = _env(filled, PATH="/usr/bin:/bin", PLAN2FLOW_ACTOR="follower", **_nats_env(shared))
     child = subprocess.Popen(
         ["sh", "-c", 'trap "" INT; exec "$0" "$@"', str(PLAN2FLOW), "audit", "follow"],
-        env=_env(home, PATH="/usr/bin:/bin", PLAN2FLOW_ACTOR="follower", **_nats_env(shared)),
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    database = _database(home)
     try:
-        wait_until(lambda: len(rows(database, "acme")) == 6, 120, "two entries followed")
+        wait_until(lambda: len(filled.rows(acme)) == 6, 120, "two entries followed")
         child.send_signal(signal.SIGINT)
         stdout, stderr = child.communicate(timeout=120)
     finally:
         if child.poll() is None:
             child.kill()
-        child.wait(60)
-    entries = rows(database, "acme")
-    database.dispose()
+        child.communicate(timeout=60)
     assert child.returncode == 130, stderr
     assert stdout == ""
     lines = stderr.splitlines()
-    assert lines[0].startswith("following the events of tenant acme into its audit journal")
+    assert lines[0].startswith(f"following the events of tenant {acme} into its audit journal")
     assert lines[-1] == "followed 2 events (0 failed, 0 dead-lettered)"
-    assert [(e.action, e.actor) for e in entries[4:]] == [
+    assert [(e.action, e.actor) for e in filled.rows(acme)[4:]] == [
         ("run.started", "follower"),
         ("task.started", "follower"),
     ]

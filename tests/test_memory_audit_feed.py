@@ -5,11 +5,9 @@ NATS follower feeds the same way and a second pass over the stream adds nothing.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from audit_db import rows, sqlite_database, verify
+from audit_db import Journal, journal
 from events_nats import shared
 
 from plan2flow.events import Event, InProcessBus, RunContext
@@ -23,19 +21,11 @@ from plan2flow.memory.audit_feed import (
     feed_handler,
     follow,
 )
-from plan2flow.memory.db.engine import Database
 
-__all__ = ["shared"]  # the fixture
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Iterator[Database]:
-    db = sqlite_database(tmp_path / "home")
-    yield db
-    db.dispose()
+__all__ = ["journal", "shared"]  # the fixtures
 
 
-def a_run(tenant: str = "acme", run: str = "r1") -> list[Event]:
+def a_run(tenant: str, run: str = "r1") -> list[Event]:
     """The events of a small run, as the runtime publishes them, and a health probe."""
     ctx = RunContext(tenant=tenant, plan="etl", graphhash="sha256:ab", flowrunid=run)
     return [
@@ -77,21 +67,22 @@ def test_every_run_and_task_event_type_has_an_action() -> None:
         assert fields is not None and fields.action in audit.ACTIONS
 
 
-def test_a_runs_events_on_the_in_process_bus_become_entries(database: Database) -> None:
+def test_a_runs_events_on_the_in_process_bus_become_entries(journal: Journal) -> None:
+    acme = journal.acme
     bus = InProcessBus()
-    subscription = attach_audit(bus, database, "acme", who="runner")
+    subscription = attach_audit(bus, journal.database, acme, who="runner")
     try:
-        events = a_run() + a_run(tenant="globex")
+        events = a_run(acme) + a_run(journal.globex)
         for event in events:
             assert bus.publish(event) == "published"
-        assert subscription.wait_handled(len(a_run()), timeout=60)
+        assert subscription.wait_handled(len(a_run(acme)), timeout=60)
         assert subscription.errors == 0
     finally:
         subscription.close()
-    entries = rows(database, "acme")
+    entries = journal.rows(acme)
     assert [(e.action, e.subject) for e in entries] == EXPECTED
     assert {e.actor for e in entries} == {"runner"}
-    assert rows(database, "globex") == []
+    assert journal.rows(journal.globex) == []
     started = entries[0].detail
     assert started["event_id"] == events[0].id
     assert (started["run"], started["plan"], started["event_type"]) == (
@@ -102,31 +93,32 @@ def test_a_runs_events_on_the_in_process_bus_become_entries(database: Database) 
     assert started["data"] == {"tasks": 2, "parameters": ["day", "password"]}
     assert all("s3cret" not in str(e.detail) for e in entries)
     assert entries[1].detail["task"] == "load" and entries[1].detail["attempt"] == 1
-    assert verify(database, "acme").count == len(EXPECTED)
+    assert journal.verify(acme).count == len(EXPECTED)
 
 
-def test_a_redelivered_event_is_recorded_once(database: Database) -> None:
+def test_a_redelivered_event_is_recorded_once(journal: Journal) -> None:
+    acme = journal.acme
     bus = InProcessBus(dedupe_window=0)  # delivers a re-published id again, as NATS may
-    subscription = attach_audit(bus, database, "acme")
+    subscription = attach_audit(bus, journal.database, acme)
     try:
-        for event in a_run() + a_run():
+        for event in a_run(acme) + a_run(acme):
             bus.publish(event)
-        assert subscription.wait_handled(2 * len(a_run()), timeout=60)
+        assert subscription.wait_handled(2 * len(a_run(acme)), timeout=60)
+        assert subscription.errors == 0
     finally:
         subscription.close()
-    assert [(e.action, e.subject) for e in rows(database, "acme")] == EXPECTED
+    assert [(e.action, e.subject) for e in journal.rows(acme)] == EXPECTED
 
 
-def test_two_feeds_handling_the_same_events_at_once_record_each_once(
-    database: Database,
-) -> None:
+def test_two_feeds_handling_the_same_events_at_once_record_each_once(journal: Journal) -> None:
     """A run's own feed and a follower see the same events at the same time."""
-    events = a_run()
+    acme = journal.acme
+    events = a_run(acme)
     barrier = threading.Barrier(3)
     failures: list[BaseException] = []
 
     def feed() -> None:
-        handle = feed_handler(database, "acme", "feeder")
+        handle = feed_handler(journal.database, acme, "feeder")
         try:
             barrier.wait(30)
             for event in events:
@@ -140,28 +132,30 @@ def test_two_feeds_handling_the_same_events_at_once_record_each_once(
     for worker in workers:
         worker.join(120)
     assert failures == []
-    assert sorted((e.action, e.subject) for e in rows(database, "acme")) == sorted(EXPECTED)
-    assert verify(database, "acme").count == len(EXPECTED)
+    assert sorted((e.action, e.subject) for e in journal.rows(acme)) == sorted(EXPECTED)
+    assert journal.verify(acme).count == len(EXPECTED)
 
 
 @pytest.mark.slow
 def test_the_durable_follower_feeds_from_nats_and_a_replay_adds_nothing(
-    database: Database, shared: NatsSettings
+    journal: Journal, shared: NatsSettings
 ) -> None:
+    acme, database = journal.acme, journal.database
     bus = JetStreamBus(shared)
     try:
-        for event in a_run() + a_run(run="r2") + a_run(tenant="globex"):
+        for event in a_run(acme) + a_run(acme, run="r2") + a_run(journal.globex):
             assert bus.publish(event) == "published"
     finally:
         bus.close()
-    report = follow(database, "acme", shared, who="follower", idle_exit=0.5)
+    report = follow(database, acme, shared, who="follower", idle_exit=0.5)
     assert (report.handled, report.failed, report.dead_lettered) == (14, 0, 0)
     expected = EXPECTED * 2
-    assert [(e.action, e.subject) for e in rows(database, "acme")] == expected
-    again = follow(database, "acme", shared, idle_exit=0.5, durable="audit-replay")
+    assert [(e.action, e.subject) for e in journal.rows(acme)] == expected
+    assert {e.actor for e in journal.rows(acme)} == {"follower"}
+    again = follow(database, acme, shared, idle_exit=0.5, durable="audit-replay")
     assert again.handled == 14
-    assert len(rows(database, "acme")) == len(expected)
-    assert rows(database, "globex") == []
-    assert durable_name("acme") == "plan2flow-audit-acme"
-    resumed = follow(database, "acme", shared, idle_exit=0.5)
+    assert len(journal.rows(acme)) == len(expected)
+    assert journal.rows(journal.globex) == []
+    assert durable_name(acme) == f"plan2flow-audit-{acme}"
+    resumed = follow(database, acme, shared, idle_exit=0.5)
     assert resumed.handled == 0  # the durable consumer resumes after what it acked
