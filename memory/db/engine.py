@@ -200,9 +200,12 @@ def _reset_connection(dbapi_connection: Any, record: Any) -> None:
     if dbapi_connection is None:
         return
     try:
-        with dbapi_connection.cursor() as cursor:
-            cursor.execute("RESET ALL")
-        dbapi_connection.commit()
+        # Outside a transaction: one round trip (a transaction of its own would need two).
+        dbapi_connection.autocommit = True
+        try:
+            dbapi_connection.execute("RESET ALL")
+        finally:
+            dbapi_connection.autocommit = False
     except Exception as error:  # a broken connection must not go back to the pool
         record.invalidate(error)
 
