@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -85,59 +85,54 @@ class LocalBlobStore:
         with _storage_errors(self.root):
             if self._refresh(final, len(data)):
                 return PutResult(digest, len(data), created=False)
-            temporary, fd = self._create_temporary(tenant)
-            try:
-                try:
-                    write_all(fd)(memoryview(data))
-                    self._seal(fd)
-                finally:
-                    os.close(fd)
-                return self._install(temporary, final, len(data))
-            except BaseException:
-                _discard(temporary)
-                raise
+            return self._write(tenant, lambda fd: (digest, self._copy_bytes(data, fd)))
 
     def put_stream(self, tenant: str, source: BinaryIO) -> PutResult:
+        def copy(fd: int) -> tuple[str, int]:
+            digest = hashlib.sha256()
+            size = copy_chunks(source, digest.update, write_all(fd))
+            return digest.hexdigest(), size
+
         with _storage_errors(self.root):
-            temporary, fd = self._create_temporary(tenant)
-            try:
-                try:
-                    digest = hashlib.sha256()
-                    size = copy_chunks(source, digest.update, write_all(fd))
-                    self._seal(fd)
-                finally:
-                    os.close(fd)
-                return self._install(temporary, self.path(tenant, digest.hexdigest()), size)
-            except BaseException:
-                _discard(temporary)
-                raise
+            return self._write(tenant, copy)
 
     def put_file(self, tenant: str, path: Path) -> PutResult:
         with open(path, "rb", buffering=0) as source:
             return self.put_stream(tenant, source)
 
-    def _create_temporary(self, tenant: str) -> tuple[Path, int]:
+    @staticmethod
+    def _copy_bytes(data: bytes, fd: int) -> int:
+        write_all(fd)(memoryview(data))
+        return len(data)
+
+    def _write(self, tenant: str, copy: Callable[[int], tuple[str, int]]) -> PutResult:
+        """Let ``copy`` fill a new temporary (returning the digest and size of what it wrote),
+        then install it under its final name, unless the blob is already there: then only its
+        touch time is refreshed and the temporary dropped, never synced."""
         directory = self.root / temporary_prefix(tenant)
         self._make_directory(directory)
         temporary = directory / temporary_name()
-        return temporary, os.open(temporary, _CREATE, 0o600)
-
-    @staticmethod
-    def _seal(fd: int) -> None:
-        os.fchmod(fd, 0o400)
-        os.fsync(fd)
-
-    def _install(self, temporary: Path, final: Path, size: int) -> PutResult:
-        """Rename a complete, synced temporary to its final name, unless the blob is already
-        there (then only its touch time is refreshed)."""
-        digest = final.name
-        if self._refresh(final, size):
+        fd = os.open(temporary, _CREATE, 0o600)
+        try:
+            try:
+                digest, size = copy(fd)
+                final = self.path(tenant, digest)
+                created = not self._refresh(final, size)
+                if created:
+                    os.fchmod(fd, 0o400)
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            if not created:
+                os.unlink(temporary)
+                return PutResult(digest, size, created=False)
+            self._make_directory(final.parent)
+            os.rename(temporary, final)
+            fsync_directory(final.parent)
+            return PutResult(digest, size, created=True)
+        except BaseException:
             _discard(temporary)
-            return PutResult(digest, size, created=False)
-        self._make_directory(final.parent)
-        os.rename(temporary, final)
-        fsync_directory(final.parent)
-        return PutResult(digest, size, created=True)
+            raise
 
     @staticmethod
     def _refresh(final: Path, size: int | None) -> bool:

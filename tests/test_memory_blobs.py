@@ -5,7 +5,9 @@ collectable without racing writers; on real local directories and on a real S3-s
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
+import json
 import os
 import stat
 import subprocess
@@ -35,6 +37,7 @@ from plan2flow.memory.errors import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench" / "memory_blobs.py"
 
 
 def sha(data: bytes) -> str:
@@ -365,3 +368,17 @@ def test_s3_errors_are_the_stores(s3_endpoint: str) -> None:
     )
     with pytest.raises(BlobStoreUnavailable, match=r"127\.0\.0\.1:9"):
         unreachable.exists("acme", "ab" * 32)
+
+
+def test_the_benchmark_runs_and_reports_every_figure(capsys: pytest.CaptureFixture[str]) -> None:
+    """bench/memory_blobs.py, tiny: one round of 1 MiB, a few envelope values."""
+    spec = importlib.util.spec_from_file_location("bench_memory_blobs", BENCH)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--sizes", "1", "--rounds", "1", "--values", "10"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    figures = report["blobs"]["1MiB"]
+    assert figures.keys() >= {"copyfile", "copyfile_fsync", "sha256", "put", "get", "ratios"}
+    assert figures["put"]["mib_per_s"] > 0 and figures["ratios"]["get_over_copyfile"] > 0
+    assert report["envelope"]["overhead_bytes"] == 90 + len("bench")
