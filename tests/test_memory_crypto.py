@@ -168,6 +168,7 @@ def test_a_keys_file_open_to_others_is_refused(tmp_path: Path, mode: int) -> Non
         (keys_line("k 1", K1), "line 1: key id 'k 1'"),
         (keys_line("k1", K1) + keys_line("k1", K2), "'k1' is defined twice"),
     ],
+    ids=["no-separator", "not-base64", "short-key", "bad-key-id", "duplicate"],
 )
 def test_a_malformed_keys_file_is_refused_by_line(tmp_path: Path, text: str, error: str) -> None:
     path = private_file(tmp_path / "keys", text)
