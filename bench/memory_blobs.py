@@ -11,8 +11,9 @@ anything is timed, so every measure reads it from the page cache), on the filesy
 measures of a round taken one after the other so that they share the machine's state:
 
 * ``copyfile``: ``shutil.copyfile`` of the source to a new file (no fsync), the baseline;
-* ``copyfile_fsync``: the same, then ``fsync`` of the copy: a plain copy that survives a crash,
-  which a put must be;
+* ``copyfile_fsync``: the same, then ``fsync`` of the copy; ``copyfile_atomic``: a plain copy
+  with a put's guarantees (to a temporary, fsync, rename, fsync of the directory): the floor of
+  a put without hashing;
 * ``sha256``: ``hashlib.file_digest`` of the source: the hashing that content addressing and
   verification cannot skip, and which no copy has to do;
 * ``put``: ``LocalBlobStore.put_file`` of a blob the store does not hold (hash while copying,
@@ -67,6 +68,18 @@ def _copy_fsync(source: Path, target: Path) -> None:
         os.close(fd)
 
 
+def _copy_atomic(source: Path, target: Path) -> None:
+    """A plain copy with a put's guarantees: a temporary, fsync, rename, fsync of the directory."""
+    temporary = target.with_name(target.name + ".tmp")
+    _copy_fsync(source, temporary)
+    os.rename(temporary, target)
+    fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _sha256(path: Path) -> str:
     with open(path, "rb") as file:
         return hashlib.file_digest(file, "sha256").hexdigest()
@@ -80,6 +93,7 @@ def one_round(
     seconds = {
         "copyfile": _timed(lambda: shutil.copyfile(source, work / "copy")),
         "copyfile_fsync": _timed(lambda: _copy_fsync(source, work / "copy_fsync")),
+        "copyfile_atomic": _timed(lambda: _copy_atomic(source, work / "copy_atomic")),
         "sha256": _timed(lambda: _sha256(source)),
         "read_bytes": _timed(source.read_bytes),
     }
@@ -140,8 +154,12 @@ def measure_size(size_mib: int, rounds: int, directory: Path, keyring: Keyring) 
     figures["ratios"] = {
         "put_over_copyfile": round(median["put"] / median["copyfile"], 2),
         "put_over_copyfile_fsync": round(median["put"] / median["copyfile_fsync"], 2),
-        "put_over_sha256_plus_copyfile_fsync": round(
-            median["put"] / (median["sha256"] + median["copyfile_fsync"]), 2
+        "put_over_copyfile_atomic": round(median["put"] / median["copyfile_atomic"], 2),
+        "put_over_sha256_plus_copyfile_atomic": round(
+            median["put"] / (median["sha256"] + median["copyfile_atomic"]), 2
+        ),
+        "get_over_sha256_plus_copyfile": round(
+            median["get"] / (median["sha256"] + median["copyfile"]), 2
         ),
         "get_over_copyfile": round(median["get"] / median["copyfile"], 2),
         "get_bytes_over_read_bytes": round(median["get_bytes"] / median["read_bytes"], 2),
