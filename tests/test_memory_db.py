@@ -4,6 +4,8 @@ its limit: raw SQL), opening the configured database, and errors that say what t
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -44,6 +46,25 @@ def sqlite_db(home: Path) -> Iterator[Database]:
 def artifact(**fields: object) -> ArtifactRecord:
     base: dict[str, object] = {"name": "x", "size": 1, "digest": "d", "content_digest": "d"}
     return ArtifactRecord(**(base | fields))
+
+
+def test_processes_racing_for_the_first_use_all_get_a_migrated_database(home: Path) -> None:
+    """Workers starting at once on a new home: one migrates, the others wait for it."""
+    code = (
+        "import sys\n"
+        "from plan2flow.memory.db.engine import configured_database\n"
+        "from plan2flow.memory.settings import memory_settings\n"
+        "db = configured_database(memory_settings({'PLAN2FLOW_HOME': sys.argv[1]}))\n"
+        "print(db.tenant_exists('default'))\n"
+    )
+    workers = [
+        subprocess.Popen([sys.executable, "-c", code, str(home)], stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    outputs = [worker.communicate(timeout=120)[0] for worker in workers]
+    assert [worker.returncode for worker in workers] == [0] * 4
+    assert outputs == ["True\n"] * 4
+    assert migrate.current(f"sqlite:///{home}/plan2flow.db") == migrate.head()
 
 
 # --- SQLite: the ORM enforces the tenant -------------------------------------------------

@@ -292,7 +292,8 @@ class Database:
     def session(self, tenant: str) -> Iterator[TenantSession]:
         """A session bound to `tenant` for every transaction; it commits when the block ends
         without an error and rolls back otherwise. The tenant must exist
-        (:class:`TenantError` names ``plan2flow tenants create``)."""
+        (:class:`TenantError` names ``plan2flow tenants create``). Objects stay loaded after a
+        commit (``expire_on_commit=False``): they can be read after the block."""
         self.require_tenant(tenant)
         session = TenantSession(self.engine, tenant=tenant, expire_on_commit=False)
         try:
