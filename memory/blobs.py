@@ -66,6 +66,10 @@ AWS_ENDPOINT_ENV = "AWS_ENDPOINT_URL"
 
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
+Readable = BinaryIO | io.RawIOBase
+"""What a put reads from: a binary file or stream, or a raw reader such as
+:class:`~plan2flow.memory.crypto_stream.EncryptingReader`."""
+
 
 @dataclass(frozen=True)
 class PutResult:
@@ -98,7 +102,7 @@ class BlobStore(Protocol):
         """Store ``data`` (or refresh the touch time of the blob that already holds it)."""
         ...
 
-    def put_stream(self, tenant: str, source: BinaryIO) -> PutResult:
+    def put_stream(self, tenant: str, source: Readable) -> PutResult:
         """Store everything ``source`` yields, hashing while copying in chunks."""
         ...
 
@@ -175,7 +179,7 @@ def is_digest(name: str) -> bool:
     return bool(_DIGEST.fullmatch(name))
 
 
-def copy_chunks(source: BinaryIO | io.RawIOBase, *sinks: Callable[[memoryview], object]) -> int:
+def copy_chunks(source: Readable, *sinks: Callable[[memoryview], object]) -> int:
     """Feed everything ``source`` yields to each sink in turn (a hash's ``update``, a writer),
     in chunks of :data:`CHUNK_SIZE` through one reused buffer; the number of bytes."""
     buffer = bytearray(CHUNK_SIZE)

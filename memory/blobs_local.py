@@ -20,6 +20,7 @@ from .blobs import (
     ALGORITHM,
     BlobInfo,
     PutResult,
+    Readable,
     VerifyingReader,
     blob_key,
     buffered,
@@ -87,7 +88,7 @@ class LocalBlobStore:
                 return PutResult(digest, len(data), created=False)
             return self._write(tenant, lambda fd: (digest, self._copy_bytes(data, fd)))
 
-    def put_stream(self, tenant: str, source: BinaryIO) -> PutResult:
+    def put_stream(self, tenant: str, source: Readable) -> PutResult:
         def copy(fd: int) -> tuple[str, int]:
             digest = hashlib.sha256()
             size = copy_chunks(source, digest.update, write_all(fd))

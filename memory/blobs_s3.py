@@ -28,6 +28,7 @@ from botocore.exceptions import BotoCoreError  # type: ignore[import-untyped]
 from .blobs import (
     BlobInfo,
     PutResult,
+    Readable,
     VerifyingReader,
     blob_key,
     buffered,
@@ -62,11 +63,11 @@ def _s3_errors(location: str, *, missing: str | None = None) -> Iterator[None]:
         raise BlobStoreUnavailable(f"{location}: {error}") from error
 
 
-def _read_up_to(source: BinaryIO, limit: int) -> bytes:
+def _read_up_to(source: Readable, limit: int) -> bytes:
     """Up to ``limit`` bytes of ``source``: fewer only at its end."""
     parts, size = [], 0
     while size < limit:
-        data = source.read(limit - size)
+        data = source.read(limit - size) or b""
         if not data:
             break
         parts.append(data)
@@ -123,7 +124,7 @@ class S3BlobStore:
             self._fs.pipe_file(f"{self.bucket}/{key}", bytes(data))
         return PutResult(digest, len(data), created=True)
 
-    def put_stream(self, tenant: str, source: BinaryIO) -> PutResult:
+    def put_stream(self, tenant: str, source: Readable) -> PutResult:
         first = _read_up_to(source, SMALL)
         if len(first) < SMALL:
             return self.put_bytes(tenant, first)
@@ -141,7 +142,7 @@ class S3BlobStore:
                     self._call("delete_object", Key=temporary)
         return PutResult(digest.hexdigest(), size, created=created)
 
-    def _upload(self, key: str, first: bytes, source: BinaryIO, digest: Any) -> int:
+    def _upload(self, key: str, first: bytes, source: Readable, digest: Any) -> int:
         """Upload ``first`` then the rest of ``source`` to ``key`` in parts, hashing the rest;
         the bytes of the rest. On failure the multipart upload is aborted, not completed."""
         sink = self._fs.open(f"{self.bucket}/{key}", "wb", block_size=PART_SIZE)

@@ -144,7 +144,7 @@ def test_identical_content_is_stored_once_per_tenant(store: BlobStore) -> None:
 
 def test_streams_and_files_are_copied_in_chunks(store: BlobStore, tmp_path: Path) -> None:
     data = os.urandom(SMALL + 3 * CHUNK_SIZE + 12345)  # past S3's one-request size
-    put = store.put_stream("acme", OneWay(data))  # type: ignore[arg-type]
+    put = store.put_stream("acme", OneWay(data))
     assert (put.digest, put.size, put.created) == (sha(data), len(data), True)
     source = tmp_path / "wheel.whl"
     source.write_bytes(data)

@@ -283,7 +283,7 @@ def test_an_encrypted_blob_through_the_blob_store(tmp_path: Path) -> None:
     store = LocalBlobStore(tmp_path / "blobs")
     plaintext = large_plaintext()
     reader = EncryptingReader(keyring, io.BytesIO(plaintext), context=BLOB)
-    put = store.put_stream("acme", reader)  # type: ignore[arg-type]
+    put = store.put_stream("acme", reader)
     assert reader.plaintext_digest() == hashlib.sha256(plaintext).hexdigest()
     assert reader.plaintext_size == len(plaintext) and put.size == len(plaintext) + 28
     on_disk = store.path("acme", put.digest).read_bytes()
