@@ -18,6 +18,7 @@ import contextlib
 import csv
 import datetime as dt
 import getpass
+import hashlib
 import json
 import os
 import uuid
@@ -79,6 +80,7 @@ CSV_COLUMNS = (
 
 KEY_NAMESPACE = uuid.UUID("3b0f6a52-7c1e-5d4b-8f2a-9e6d1c4b7a30")
 """The uuid5 namespace of the ids of keyed entries (fixed forever: ids are compared later)."""
+_APPEND_LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)")
 MAX_ATTEMPTS = 1000
 """Appends that lose the race for a ``seq``: each loss means another appender won, so only a
 pathological pile-up comes near this."""
@@ -140,6 +142,7 @@ def append(
     check_action(action)
     plain = plain_json(dict(detail or {}))
     entry_uuid = key_id(tenant, key) if key is not None else uuid.uuid4()
+    _queue_behind_other_appenders(session, tenant)
     for attempt in range(1, MAX_ATTEMPTS + 1):
         if key is not None and (earlier := _entry(session, entry_uuid)) is not None:
             return earlier
@@ -166,6 +169,20 @@ def append(
             continue
         return entry
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _queue_behind_other_appenders(session: Session, tenant: str) -> None:
+    """PostgreSQL: hold the tenant's append lock (an advisory lock, until the transaction ends).
+    Appenders then wait their turn, where they would all read the same last entry and all but
+    one retry, again and again under load; the unique seq stays what guarantees the chain."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(_APPEND_LOCK, {"key": append_lock_key(tenant)})
+
+
+def append_lock_key(tenant: str) -> int:
+    """The advisory lock key of `tenant`'s appends: 64 bits of a hash of its name."""
+    digest = hashlib.sha256(f"plan2flow.audit\n{tenant}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def _last(session: Session, tenant: str) -> tuple[int, str]:
