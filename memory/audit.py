@@ -22,8 +22,8 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Literal, Protocol, TextIO
+from collections.abc import Generator, Iterable, Mapping
+from typing import IO, Any, Literal, Protocol
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
@@ -216,7 +216,7 @@ def record(
 
 def entries(
     session: Session, tenant: str, since: dt.datetime | None = None, *, batch: int = 1000
-) -> Iterator[AuditEntry]:
+) -> Generator[AuditEntry, None, None]:
     """`tenant`'s entries in ``seq`` order (from `since` on, when given), read `batch` rows at
     a time; close the iterator when stopping early."""
     check_tenant(tenant)
@@ -245,7 +245,7 @@ def verify(session: Session, tenant: str) -> ChainWalk:
     return walk
 
 
-def export(entries: Iterable[Chained], stream: TextIO, format: ExportFormat = "jsonl") -> int:
+def export(entries: Iterable[Chained], stream: IO[str], format: ExportFormat = "jsonl") -> int:
     """Write `entries` to `stream` as one JSON array (``json``), one object per line (``jsonl``)
     or CSV with a header (``csv``, ``detail`` as compact JSON; open files with ``newline=""``);
     return how many. Each record has every hashed field and the hash, so an export can be
@@ -269,7 +269,7 @@ def export(entries: Iterable[Chained], stream: TextIO, format: ExportFormat = "j
     return count
 
 
-def _export_csv(entries: Iterable[Chained], stream: TextIO) -> int:
+def _export_csv(entries: Iterable[Chained], stream: IO[str]) -> int:
     writer = csv.DictWriter(stream, fieldnames=CSV_COLUMNS)
     writer.writeheader()
     count = 0
