@@ -8,6 +8,7 @@
     ├── SchemaOutOfDate        the database is not at the newest migration (`plan2flow db upgrade`)
     ├── ArtifactNotFound       no artifact with that id (in this tenant)
     ├── BlobCorrupted          a blob whose bytes no longer hash to its digest
+    ├── UnsafeArchive          a directory artifact with a member that would land outside it
     ├── BlobNotFound           no blob with that digest in the tenant's store (or not a digest)
     ├── BlobStoreUnavailable   the blob store cannot be reached, read or written
     ├── KeyUnavailable         a master key named by a stored value is not configured
@@ -47,6 +48,13 @@ class ArtifactNotFound(MemoryStoreError, LookupError):
 
 class BlobCorrupted(MemoryStoreError):
     """A blob's bytes do not hash to the digest it is stored under."""
+
+    exit_status = 5
+
+
+class UnsafeArchive(MemoryStoreError):
+    """A directory artifact's archive has a member that would land outside its destination (an
+    absolute path, ``..``, a link out of it, a device): refused, nothing is left behind."""
 
     exit_status = 5
 
