@@ -60,6 +60,7 @@ CODES: dict[str, CodeInfo] = _codes(
     CodeInfo("P2F107", "parameter default does not match its type"),
     CodeInfo("P2F108", "plan defines no tasks"),
     CodeInfo("P2F109", "invalid module, distribution or version name"),
+    CodeInfo("P2F110", "escalation policy that cannot run as written"),
     CodeInfo("P2F201", "duplicate task id"),
     CodeInfo("P2F202", "unknown dependency"),
     CodeInfo("P2F203", "task depends on itself"),

@@ -73,6 +73,8 @@ def _add_plan_rules(schema: dict[str, Any]) -> None:
     defs = schema["$defs"]
     # Exactly one kind of schedule (P2F105).
     defs["Schedule"]["oneOf"] = [_set(kind) for kind in ("cron", "interval_seconds", "rrule")]
+    # Exactly one kind of escalation tier (P2F105).
+    defs["Tier"]["oneOf"] = [_set(kind) for kind in ("local", "remote", "human")]
     # Parameters become flow arguments: no Python keywords (P2F105).
     schema["properties"]["params"]["propertyNames"]["not"] = {"enum": keyword.kwlist}
     # Something to run (P2F108): non-empty tasks or components, or a non-empty delivery.

@@ -16,7 +16,14 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+)
 
 from .codegen import flow_file_name, graph_file_name
 from .errors import CompilerError
@@ -87,7 +94,7 @@ class Origin(_Entry):
 
 
 class TaskEntry(_Entry):
-    """One task, every default applied."""
+    """One task, every default applied; ``escalation`` is the only field that may be absent."""
 
     agent: AgentRef | None
     component: str | None
@@ -105,6 +112,16 @@ class TaskEntry(_Entry):
     tags: list[str]
     timeout_seconds: float | None
     type: str
+    escalation: dict[str, Any] | None = None
+    """The effective escalation policy of a `generate_code` task; absent when it has none."""
+
+    @model_serializer(mode="wrap")
+    def _absent_escalation(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Dumped as the file holds it: no ``escalation`` key where the task has none."""
+        dumped: dict[str, Any] = handler(self)
+        if dumped.get("escalation") is None:
+            dumped.pop("escalation", None)
+        return dumped
 
 
 class EdgeEntry(_Entry):

@@ -44,7 +44,7 @@ def _objects(node: Any, path: str = "#") -> list[tuple[str, dict[str, Any]]]:
 
 
 # Subschemas that constrain an object defined elsewhere (the plan rules), rather than define one.
-CONDITIONS = re.compile(r"/(if|then|allOf)(/|$)|^#/anyOf/|/Schedule/oneOf/")
+CONDITIONS = re.compile(r"/(if|then|allOf)(/|$)|^#/anyOf/|/(Schedule|Tier)/oneOf/")
 
 
 def test_every_object_is_closed() -> None:

@@ -40,6 +40,7 @@ NOT_EXPRESSIBLE = {
     "P2F006": "alias expansion limit of the loader",
     "P2F008": "YAML tags: the data holds the plain value",
     "P2F109": "PEP 508 and PEP 440 grammars",
+    "P2F110": "URL hosts against allowed_hosts, regular expressions, tiers merged with defaults",
     "P2F201": "unique ids across tasks, components and expansions",
     "P2F202": "references to other tasks",
     "P2F203": "self-references",

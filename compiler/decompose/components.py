@@ -154,6 +154,7 @@ def _chain(
         params={"language": "python", "spec": spec.model_dump(mode="json")},
         outputs=["code"],
         extra_inputs=direct,
+        escalation=component.escalation,
     )
     validate = make_node(
         id=validate_id,

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..spec import Defaults
 from ..spec.base import MatrixValue
+from ..spec.escalation import EscalationPolicy, merge_policies, policy_record
 from ..spec.tasks import StepFields
 
 
@@ -69,6 +70,8 @@ class TaskNode:
     matrix: tuple[tuple[str, MatrixValue], ...] = ()
     matrix_pointer: str = ""
     allow_unverified: bool = False
+    escalation: dict[str, Any] | None = None
+    """The effective escalation policy of a `generate_code` task, as recorded; None if none."""
 
 
 def _seconds(value: float | None) -> float | None:
@@ -97,11 +100,13 @@ def make_node(
     component: str | None = None,
     matrix_axes: Mapping[str, Sequence[MatrixValue]] | None = None,
     matrix_pointer: str = "",
+    escalation: EscalationPolicy | None = None,
 ) -> TaskNode:
     """Build a node from written step fields, applying `defaults` where the step sets nothing."""
     inputs = dict(extra_inputs or {})
     for name, ref in step.inputs.items():
         inputs[name] = parse_input(name, ref, f"{pointer}/inputs/{name}")
+    policy = merge_policies(defaults.escalation, escalation) if type == "generate_code" else None
     depends_on = [
         *extra_depends_on,
         *(Dependency(dep, f"{pointer}/depends_on/{i}") for i, dep in enumerate(step.depends_on)),
@@ -133,4 +138,5 @@ def make_node(
         ),
         matrix_pointer=matrix_pointer,
         allow_unverified=bool(params.get("allow_unverified", False)) if type == "deploy" else False,
+        escalation=None if policy is None else policy_record(policy),
     )

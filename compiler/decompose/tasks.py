@@ -26,6 +26,7 @@ def nodes_from_tasks(
                 outputs=task.outputs,
                 matrix_axes=task.matrix,
                 matrix_pointer=f"{pointer}/matrix",
+                escalation=getattr(task, "escalation", None),
             )
         )
     return nodes, []

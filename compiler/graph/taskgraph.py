@@ -65,7 +65,7 @@ def _task_entry(node: TaskNode, graph: LinkedGraph) -> dict[str, Any]:
             "block_schema_checksum": AGENT_SCHEMA_CHECKSUMS[block_type],
             "block_type": block_type,
         }
-    return {
+    entry: dict[str, Any] = {
         "agent": agent,
         "component": node.component,
         "depends_on": graph.upstream[node.id],
@@ -82,6 +82,10 @@ def _task_entry(node: TaskNode, graph: LinkedGraph) -> dict[str, Any]:
         "timeout_seconds": node.timeout_seconds,
         "type": node.type,
     }
+    if node.escalation is not None:
+        # Only where a plan declares one: graphs of plans without escalation keep their bytes.
+        entry["escalation"] = node.escalation
+    return entry
 
 
 def _task_hash(entry: dict[str, Any], upstream_hashes: list[str]) -> str:

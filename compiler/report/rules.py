@@ -126,6 +126,19 @@ RULE_HELP: dict[str, tuple[str, str]] = {
         ),
         "Follow the hint: inventory_models, inventory-service, 1.2.0, requests>=2.31.",
     ),
+    "P2F110": (
+        (
+            "An [escalation](#escalation) policy that cannot run as written: tiers out of "
+            "the order local, remote, human (or a second local or human); a remote tier "
+            "whose host is not in allowed_hosts; a local tier on a host other than "
+            "127.0.0.1, localhost or ::1; a remote tier with fewer than 2 variants, or with"
+            " a price and a budget_usd of 0; an extra redaction pattern that is not a "
+            "regular expression, matches empty text or takes a name of the gateway; every "
+            "weight 0. Each problem is reported where the field is written, in defaults or "
+            "on the task or component."
+        ),
+        "Follow the hint: add the host to allowed_hosts, set variants: 2, reorder the tiers.",
+    ),
     "P2F201": (
         (
             "Duplicate task id, written or generated (a written package task next to "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .base import Identifier, Matrix, Model, Tag
 from .component_spec import ComponentSpec
+from .escalation import EscalationPolicy
 from .params import AssembleParams, DeployParams, PackageParams, TestParams, ValidateParams
 from .tasks import StepFields
 
@@ -22,6 +23,8 @@ class Component(Model):
     validate_params: ValidateParams = ValidateParams()
     test_params: TestParams = TestParams()
     tags: list[Tag] = []
+    escalation: EscalationPolicy | None = None
+    """What to do when the generated code is not good enough; refines `defaults.escalation`."""
 
 
 class AssembleStep(StepFields):

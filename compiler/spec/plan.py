@@ -8,6 +8,7 @@ from pydantic import Field, JsonValue, StringConstraints, model_validator
 
 from .base import AgentName, Model, PythonName, Tag, pattern
 from .components import Component, Delivery
+from .escalation import EscalationPolicy
 from .tasks import Task, TaskTypeName
 
 ParamType = Literal["string", "integer", "number", "boolean", "array", "object"]
@@ -49,6 +50,8 @@ class Defaults(Model):
     max_parallelism: Annotated[int, Field(ge=1, le=1024)] = 4
     agents: dict[TaskTypeName, AgentName] = {}
     """Task type → agent block document name."""
+    escalation: EscalationPolicy | None = None
+    """The escalation policy of every `generate_code` task (tasks and components refine it)."""
 
 
 class Schedule(Model):

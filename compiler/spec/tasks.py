@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from .base import AgentName, ArtifactRef, Identifier, Matrix, Model, Tag, TaskRef
+from .escalation import EscalationPolicy
 from .params import (
     AssembleParams,
     DeployParams,
@@ -62,6 +63,8 @@ class PythonTask(TaskBase):
 class GenerateCodeTask(TaskBase):
     type: Literal["generate_code"]
     params: GenerateCodeParams = GenerateCodeParams()
+    escalation: EscalationPolicy | None = None
+    """What to do when the generated code is not good enough; refines `defaults.escalation`."""
 
 
 class AssembleTask(TaskBase):

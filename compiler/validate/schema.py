@@ -159,7 +159,10 @@ def _translate(error: ErrorDetails, data: Any) -> Diagnostic:
     if kind == "missing":
         return diagnostic("P2F103", f"missing required field '{field}'", pointer)
     if kind == "extra_forbidden":
-        hint = did_you_mean(field, _allowed_fields(loc))
+        allowed = _allowed_fields(loc)
+        hint = did_you_mean(field, allowed)
+        if field == "escalation" and "escalation" not in allowed:
+            hint = "only generate_code tasks, components and defaults escalate"
         return diagnostic("P2F102", f"unknown field '{field}'", pointer, hint=hint, on_key=True)
     if kind == "union_tag_invalid":
         tag = str(ctx.get("tag", ""))
