@@ -4,7 +4,8 @@ Every tenant has its own chain (``seq`` 1, 2, …; each entry carries the hash o
 see :mod:`plan2flow.memory.audit_chain`). :func:`append` reads the tenant's last entry and adds
 the next one; two appenders that read the same last entry both try the same ``seq``, the unique
 ``(tenant, seq)`` constraint refuses one of them, and that one reads again and retries, so the
-chain never forks. On PostgreSQL the application role may only INSERT and SELECT the table;
+chain never forks (on PostgreSQL appenders first queue on a per-tenant advisory lock, so that
+retries stay rare). On PostgreSQL the application role may only INSERT and SELECT the table;
 :func:`verify` finds any entry edited, removed, inserted or reordered since.
 
 Other parts record their actions with :func:`record` (a session of its own) or :func:`append`
