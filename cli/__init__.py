@@ -16,6 +16,7 @@ from rich.console import Console
 # Each module registers its commands on `app` when it is imported.
 from . import (  # noqa: F401
     agents_commands,
+    artifacts_commands,
     audit_commands,
     compile_commands,
     db_commands,
@@ -23,6 +24,7 @@ from . import (  # noqa: F401
     events_commands,
     golden_commands,
     graph_commands,
+    keys_commands,
     run_command,
     server_commands,
 )

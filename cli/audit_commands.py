@@ -20,15 +20,15 @@ from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
 from types import FrameType
-from typing import IO, TYPE_CHECKING, Annotated, NoReturn
+from typing import IO, Annotated, NoReturn
 
 import typer
 
 from .app import EXIT_INVALID, EXIT_USAGE, app, consoles, nonempty_path, say
 from .events_commands import parse_since
-
-if TYPE_CHECKING:
-    from plan2flow.memory.db.engine import Database
+from .memory_options import TenantOption
+from .memory_options import memory_database as _database
+from .memory_options import resolve_tenant as _tenant
 
 audit_app = typer.Typer(
     help="The audit journal: export it, verify its hash chain, feed it from the event bus "
@@ -44,34 +44,9 @@ class ExportFormat(StrEnum):
     csv = "csv"
 
 
-TenantOption = Annotated[
-    str | None,
-    typer.Option(
-        "--tenant",
-        "-t",
-        help="The tenant whose journal it is (default: PLAN2FLOW_TENANT, or `default`).",
-        show_default=False,
-    ),
-]
-
-
 def _stop(message: str, status: int) -> NoReturn:
     say(consoles()[1], f"plan2flow: {message}")
     raise typer.Exit(status)
-
-
-def _tenant(value: str | None) -> str:
-    from plan2flow.memory.settings import check_tenant, memory_settings
-
-    return check_tenant(value) if value is not None else memory_settings().tenant
-
-
-@contextlib.contextmanager
-def _database() -> Iterator[Database]:
-    from plan2flow.memory.db.engine import configured_database
-
-    with configured_database() as database:
-        yield database
 
 
 @contextlib.contextmanager

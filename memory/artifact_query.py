@@ -8,8 +8,6 @@ removed in between (an offset would); it is opaque text for people and scripts t
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import re
 import uuid
@@ -24,6 +22,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 from .db.models import ArtifactRecord, UTCDateTime
 from .errors import MemoryStoreError
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 DEFAULT_PAGE = 50
 MAX_PAGE = 1000
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,62}$")
@@ -73,26 +72,26 @@ class Cursor:
     id: uuid.UUID
 
     def encode(self) -> str:
-        """Opaque text to pass back (URL- and shell-safe).
+        """Short text to pass back (URL- and shell-safe): the microseconds since the epoch and
+        the id, in hex.
 
-        >>> c = Cursor(dt.datetime(2026, 1, 2, tzinfo=dt.UTC), uuid.UUID(int=1))
+        >>> c = Cursor(dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC), uuid.UUID(int=1))
+        >>> c.encode()
+        '6475ef6574f35.00000000000000000000000000000001'
         >>> Cursor.decode(c.encode()) == c
         True
         """
-        text = f"{self.created.astimezone(dt.UTC).isoformat()}|{self.id}"
-        return base64.urlsafe_b64encode(text.encode("ascii")).decode("ascii").rstrip("=")
+        micros = (self.created - _EPOCH) // dt.timedelta(microseconds=1)
+        return f"{micros:x}.{self.id.hex}"
 
     @classmethod
     def decode(cls, text: str) -> Cursor:
         """The cursor :meth:`encode` made, or MemoryStoreError."""
+        micros, _, ident = text.partition(".")
         try:
-            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("ascii")
-            moment, _, ident = raw.partition("|")
-            created = dt.datetime.fromisoformat(moment)
-            if created.tzinfo is None:
-                raise ValueError("naive")
-            return cls(created, uuid.UUID(ident))
-        except (ValueError, binascii.Error, UnicodeDecodeError):
+            created = _EPOCH + dt.timedelta(microseconds=int(micros, 16))
+            return cls(created, uuid.UUID(hex=ident))
+        except (ValueError, OverflowError):
             raise MemoryStoreError(
                 f"cursor {text!r} is not one `artifacts list` printed (pass its next cursor "
                 "back as it is)"

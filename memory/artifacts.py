@@ -201,6 +201,7 @@ class ArtifactStore:
     ) -> dict[str, Any]:
         if not name or "\x00" in name:
             raise MemoryStoreError(f"artifact name {name!r} is empty or holds a NUL")
+        expiry(expires, utc_now())  # checked before anything is stored
         return {
             "name": name,
             "kind": check_kind(kind),
@@ -330,30 +331,31 @@ class ArtifactStore:
         return make_page(rows, query.limit)
 
     def materialize(self, ref: ArtifactRef, destination: Path | str) -> ArtifactRecord:
-        """Write an artifact to ``destination``, verified, complete or not at all: a file
-        replaces a file there; a directory artifact is unpacked safely into a new or empty
-        directory. Returns its record."""
+        """Write an artifact to ``destination`` (its parent made if need be), verified, complete
+        or not at all: a file replaces a file there; a directory artifact is unpacked safely
+        into a new or empty directory. Returns its record."""
         record = self.show(ref)
         target = Path(destination).absolute()
         staging = target.with_name(f".{target.name}.{os.urandom(6).hex()}.part")
-        if record.kind != DIRECTORY:
-            if target.is_dir():
-                raise MemoryStoreError(f"{target} is a directory: give the file's path")
-            try:
-                self._write_plain(record, staging)
-                os.replace(staging, target)
-            finally:
-                staging.unlink(missing_ok=True)
-            return record
         archive = staging.with_name(staging.name + ".tar")
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if record.kind != DIRECTORY:
+                if target.is_dir():
+                    raise MemoryStoreError(f"{target} is a directory: give the file's path")
+                self._write_plain(record, staging)
+                os.replace(staging, target)
+                return record
             self._write_plain(record, archive)
             extract_tree(archive, staging)
             replace_directory(staging, target)
+            return record
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise MemoryStoreError(f"cannot write {target}: {reason}") from error
         finally:
-            archive.unlink(missing_ok=True)
-            shutil.rmtree(staging, ignore_errors=True)
-        return record
+            _discard(staging)
+            _discard(archive)
 
     def _write_plain(self, record: ArtifactRecord, target: Path) -> None:
         """The plaintext of ``record`` at ``target``, verified against the row's digests."""
@@ -459,6 +461,14 @@ class ArtifactStore:
             dry_run=dry_run,
             now=now,
         )
+
+
+def _discard(path: Path) -> None:
+    """Remove a staging file or directory left by a failed write (nothing if it is gone)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _wrapped(record: ArtifactRecord) -> WrappedKey:
