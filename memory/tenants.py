@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlmodel import col
 
+from .audit import record
 from .db.engine import Database, configured_database, open_database
 from .db.migrate import require_head
 from .db.models import Tenant
@@ -29,7 +30,8 @@ def _admin_database(settings: MemorySettings) -> Database:
 
 
 def create_tenant(name: str, settings: MemorySettings | None = None) -> Tenant:
-    """Create the tenant `name` (a DNS label); :class:`TenantError` if it is not one or exists."""
+    """Create the tenant `name` (a DNS label) and open its audit journal with the creation;
+    :class:`TenantError` if it is not a label or exists."""
     check_tenant(name)
     settings = settings or memory_settings()
     tenant = Tenant(name=name)
@@ -39,6 +41,8 @@ def create_tenant(name: str, settings: MemorySettings | None = None) -> Tenant:
             connection.commit()
         except sa.exc.IntegrityError:
             raise TenantError(f"tenant {name!r} exists already in {database.url}") from None
+        # The first entry of the new tenant's chain says who created it.
+        record(database, name, "tenant.created", name)
     return tenant
 
 

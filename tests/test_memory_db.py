@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from memory_pg import MemoryPostgres
 from sqlmodel import select
 
+from plan2flow.memory.audit import entries
 from plan2flow.memory.db import migrate
 from plan2flow.memory.db.engine import Database, configured_database, open_database
 from plan2flow.memory.db.models import ArtifactRecord, AuditEntry, Run
@@ -171,11 +172,11 @@ def test_sessions_of_two_tenants_do_not_share_a_cached_filter(sqlite_db: Databas
 
 def test_timestamps_come_back_aware_in_utc(sqlite_db: Database) -> None:
     moment = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=2)))
-    entry = AuditEntry(seq=1, time=moment, actor="me", action="x", prev_hash="p", hash="h")
+    entry = AuditEntry(seq=99, time=moment, actor="me", action="x", prev_hash="p", hash="h")
     with sqlite_db.session("a") as session:
         session.add(entry)
     with sqlite_db.session("a") as session:
-        stored = session.exec(select(AuditEntry)).one()
+        stored = session.exec(select(AuditEntry).where(AuditEntry.seq == 99)).one()
     assert stored.time == moment and stored.time.tzinfo == dt.UTC
     with pytest.raises(sa.exc.StatementError, match="naive datetime"):  # noqa: SIM117
         with sqlite_db.session("a") as session:
@@ -203,6 +204,9 @@ def test_tenants_are_created_once_and_listed(home: Path) -> None:
     with pytest.raises(TenantError, match="not a DNS label"):
         create_tenant("-team", settings)
     assert [t.name for t in list_tenants(settings)] == ["default", "team-7"]
+    with configured_database(settings) as database, database.session("team-7") as session:
+        [first] = list(entries(session, "team-7"))
+    assert (first.seq, first.action, first.subject) == (1, "tenant.created", "team-7")
 
 
 # --- errors ---------------------------------------------------------------------------------
