@@ -27,6 +27,7 @@ from .checking import (
     record_metrics,
     report,
 )
+from .journal import journal
 
 
 @app.command()
@@ -112,6 +113,10 @@ def compile_command(
         except OSError as error:
             say(err, f"plan2flow: cannot write outputs: {describe(error)}")
             raise typer.Exit(EXIT_USAGE) from None
+        for o, (target, _) in zip(outcomes, writes[::2], strict=True):
+            assert o.result is not None
+            graph = o.result.graph
+            journal(err, "compile", graph.name, {"hash": graph.hash, "output": str(target)})
         if fmt is Format.human:
             for o, (target, _) in zip(outcomes, writes[::2], strict=True):
                 assert o.result is not None

@@ -30,12 +30,21 @@ def prefect_api() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="session")
+def session_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The PLAN2FLOW_HOME of tests that set none."""
+    return tmp_path_factory.mktemp("plan2flow-home")
+
+
 @pytest.fixture(autouse=True)
-def restore_environment() -> Iterator[None]:
+def restore_environment(session_home: Path) -> Iterator[None]:
     """`plan2flow run` and `plan2flow agents` set Prefect defaults in the environment of the
     process, and a test may change directory: every test leaves both as it found them, so that
     the suite passes in any order."""
     saved, cwd = dict(os.environ), os.getcwd()
+    # Commands that keep state (the audit journal of `compile`, runs) never touch the home of
+    # the person running the suite: without a home of its own, a test shares the session's.
+    os.environ.setdefault("PLAN2FLOW_HOME", str(session_home))
     yield
     os.environ.clear()
     os.environ.update(saved)
