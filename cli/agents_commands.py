@@ -9,6 +9,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from .app import EXIT_USAGE, NO_SERVER, app, consoles, say
+from .journal import journal
 
 agents_app = typer.Typer(
     help="The agents that run the software-factory task types (Prefect Blocks).",
@@ -53,11 +54,12 @@ def agents_register() -> None:
     api_url = _agents_env()
     from plan2flow.agents.registry import register_all
 
-    console, _ = consoles()
+    console, err = consoles()
     with _reaching(api_url):
         changes = register_all()
     for slug, change in changes:
         say(console, f"{slug}: {change}")
+        journal(err, "agent.registered", slug, {"change": change, "server": api_url})
 
 
 @agents_app.command("list")

@@ -14,6 +14,7 @@ from rich.console import Console
 
 from .app import EXIT_OK, EXIT_USAGE, NO_SERVER, app, consoles, nonempty_path, say
 from .checking import Format, PlansArg, check, check_all, describe, exit_code, report
+from .journal import journal
 
 ParamOpt = Annotated[
     list[str] | None,
@@ -192,6 +193,19 @@ def deploy(
         for line in result.details:
             say(console, f"  {line}")
         say(console, f"  {ui}/deployments/deployment/{result.deployment_id}")
+        journal(
+            err,
+            "deploy",
+            target.graph.name,
+            {
+                "deployment": target.full_name,
+                "id": str(result.deployment_id),
+                "change": result.change,
+                "hash": target.graph.hash,
+                "pool": target.pool,
+                "server": api_url,
+            },
+        )
 
 
 def _write_prefect_yaml(

@@ -7,6 +7,8 @@ from typer.testing import CliRunner
 
 from plan2flow.agents import AGENTS
 from plan2flow.cli import app
+from plan2flow.memory.audit import entries
+from plan2flow.memory.db.engine import configured_database
 
 runner = CliRunner()
 
@@ -20,6 +22,11 @@ def test_register_is_idempotent_and_list_shows_every_agent() -> None:
     again = runner.invoke(app, ["agents", "register"])
     assert again.exit_code == 0
     assert again.stdout.splitlines() == [f"{slug}: unchanged" for slug in sorted(AGENTS)]
+    with configured_database() as database, database.session("default") as session:
+        journaled = [(e.subject, e.detail["change"]) for e in entries(session, "default")]
+    # One entry per agent and registration, in order: the second registration changed nothing.
+    assert [slug for slug, _ in journaled] == sorted(AGENTS) * 2
+    assert [change for _, change in journaled[len(AGENTS) :]] == ["unchanged"] * len(AGENTS)
     listed = runner.invoke(app, ["agents", "list"])
     assert listed.exit_code == 0, listed.output
     for slug in AGENTS:

@@ -27,6 +27,9 @@ from typer.testing import CliRunner
 
 from plan2flow.cli import app
 from plan2flow.compiler import compile_plan
+from plan2flow.memory.audit import entries
+from plan2flow.memory.db.engine import configured_database
+from plan2flow.memory.settings import memory_settings
 
 pytestmark = pytest.mark.slow
 
@@ -217,6 +220,14 @@ def test_deploying_an_unchanged_plan_changes_nothing(local: Local) -> None:
     assert result.exit_code == 0, result.output
     assert "unchanged/unchanged: unchanged" in result.output
     assert deployment(local, "unchanged")["updated"] == before["updated"]
+    settings = memory_settings({"PLAN2FLOW_HOME": str(local.home)})
+    with configured_database(settings) as database, database.session("default") as session:
+        deploys = [e for e in entries(session, "default") if e.subject == "unchanged"]
+    assert [(e.action, e.detail["change"]) for e in deploys] == [
+        ("deploy", "created"),
+        ("deploy", "unchanged"),
+    ]
+    assert deploys[0].detail["id"] == before["id"] and deploys[0].detail["server"] == local.api
 
 
 def test_a_triggered_run_completes_with_the_plans_task_ids(local: Local) -> None:
