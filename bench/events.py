@@ -15,8 +15,8 @@ measured:
   ``to_json`` and ``decode_event`` per event (what crossing a process boundary costs);
 * ``nats`` (only with ``--url``; private streams, deleted at the end):
   ``publish_per_s`` is ``JetStreamBus.publish`` as the runtime calls it (acks checked in the
-  background) followed by ``flush()``, which waits for every ack; ``publish_sync_per_s`` the
-  same bus with ``acks="wait"`` (each publish waits for its ack, as earlier versions did);
+  background, the default) followed by ``flush()``, which waits for every ack;
+  ``publish_sync_per_s`` the same bus with ``acks="wait"`` (each publish waits for its ack);
   ``publish_async_per_s`` is ``publish_batch`` in batches of 500 (``Nats-Msg-Id`` on each,
   every ack awaited), ``consume_per_s`` a durable pull consumer (``run_consumer``) with explicit
   acks over the stored events;
@@ -91,6 +91,7 @@ def measure_memory(events: Sequence[Any], tasks: int) -> dict[str, Any]:
 def measure_nats(url: str, events: Sequence[Any], tasks: int) -> dict[str, Any]:
     import asyncio
 
+    from plan2flow.events.acks import AckInbox
     from plan2flow.events.consume import run_consumer
     from plan2flow.events.jetstream import JetStreamBus, NatsSettings, connect, publish_batch
 
@@ -124,10 +125,10 @@ def measure_nats(url: str, events: Sequence[Any], tasks: int) -> dict[str, Any]:
 
         async def publish_async() -> float:
             nc = await connect(settings)
-            js = nc.jetstream()
+            inbox = await AckInbox.open(nc)
             started = time.perf_counter()
             for start in range(0, len(again), 500):
-                await publish_batch(js, settings, again[start : start + 500])
+                await publish_batch(inbox, settings, again[start : start + 500])
             seconds = time.perf_counter() - started
             await nc.close()
             return seconds

@@ -31,6 +31,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import APIError, NotFoundError
 
+from plan2flow.events.acks import AckInbox
 from plan2flow.events.bus import URL_ENV, EventBus, process_bus
 from plan2flow.events.consume import HEADER, move_exhausted
 from plan2flow.events.envelope import Event, decode_event
@@ -427,13 +428,14 @@ def flush(settings: NatsSettings | None = None) -> FlushReport:
         return FlushReport()
 
     async def main() -> FlushReport:
-        nc, js = await _session(resolved)
+        nc, _ = await _session(resolved)
         loop = asyncio.get_running_loop()
         try:
+            inbox = await AckInbox.open(nc)
 
             def send(events: Sequence[Event]) -> Sequence[bool]:
                 return asyncio.run_coroutine_threadsafe(
-                    publish_batch(js, resolved, events), loop
+                    publish_batch(inbox, resolved, events), loop
                 ).result(resolved.publish_timeout + 0.01 * len(events) + 1)
 
             return await asyncio.to_thread(spool.flush, send)

@@ -39,9 +39,10 @@ from typing import Any
 import nats
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import DiscardPolicy, PubAck, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
+from plan2flow.events.acks import NO_RECONNECT_BUFFER, AckInbox, forget_unsent
 from plan2flow.events.bus import (
     DEFAULT_BLOCK_SECONDS,
     DEFAULT_MAX_PENDING,
@@ -68,8 +69,10 @@ ignore some of these silently (2.9 ignores ``filter_subjects``), so each is chec
 
 DAY = 24 * 3600.0
 ACKS = ("background", "wait")
-"""How ``JetStreamBus.publish`` treats the stream's ack: check it in the background (default), or
-wait for it before returning."""
+"""How ``JetStreamBus.publish`` treats the stream's ack: check it in the background (the
+default), or wait for it before returning."""
+RETRY_SECONDS = 0.25
+"""How long the bus waits before it tries again to publish its spool, when the last try failed."""
 RECENT_IDS = 65_536
 """How many event ids a bus remembers, to answer a re-publish with ``duplicate`` at once."""
 
@@ -95,10 +98,11 @@ class NatsSettings:
     connect_timeout: float = 2.0
     spool_dir: Path = field(default_factory=lambda: plan2flow_home(create=False) / "events")
     spool_max_bytes: int = DEFAULT_MAX_BYTES
-    acks: str = "wait"
-    """``wait`` (the default): each publish waits for its ack, so the stream keeps the publisher's
-    order through a reconnect. ``background``: acks are checked in the background, about four
-    times cheaper, but events the client re-sends after a reconnect can overtake spooled ones."""
+    acks: str = "background"
+    """``background`` (the default): a publish hands the event to the connection and its ack is
+    checked in the background, with at most ``max_in_flight`` unacknowledged; ``wait``: each
+    publish waits for its ack, about four times dearer. Both keep the publisher's order through a
+    reconnect; ``background`` loses the events in flight if the process is killed."""
     max_in_flight: int = 1000
 
     def __post_init__(self) -> None:
@@ -134,7 +138,7 @@ class NatsSettings:
             replicas=int(env.get("PLAN2FLOW_EVENTS_REPLICAS", "1")),
             spool_dir=plan2flow_home(env if HOME_ENV in env else None, create=False) / "events",
             spool_max_bytes=int(env.get("PLAN2FLOW_EVENTS_SPOOL_MAX_BYTES", DEFAULT_MAX_BYTES)),
-            acks=env.get("PLAN2FLOW_EVENTS_ACKS", "").strip() or "wait",
+            acks=env.get("PLAN2FLOW_EVENTS_ACKS", "").strip() or "background",
         ).with_(**names)
 
     def with_(self, **changes: Any) -> NatsSettings:
@@ -255,23 +259,28 @@ async def ensure_streams(js: JetStreamContext, settings: NatsSettings) -> None:
 
 
 async def publish_batch(
-    js: JetStreamContext, settings: NatsSettings, events: Sequence[Event]
+    inbox: AckInbox, settings: NatsSettings, events: Sequence[Event]
 ) -> list[bool]:
     """Publish in order on one connection, each with ``Nats-Msg-Id``, and wait for every ack;
     for each event, whether the stream recognised it as a duplicate. Raises when any ack fails
-    or does not come within ``publish_timeout`` (plus a little per event)."""
-    futures = [
-        await js.publish_async(
-            settings.wire(event.subject),
-            event.to_json(),
-            headers={"Nats-Msg-Id": event.id},
-        )
-        for event in events
-    ]
+    or does not come within ``publish_timeout`` (plus a little per event).
+
+    The first event goes alone: while a stream is not there yet (a server restarting, a
+    cluster electing the stream's leader) the server refuses publishes, and a pipeline that
+    began then could see its first events refused and later ones stored, out of order. Once
+    the first is stored the stream is there, and the rest are pipelined."""
+    if not events:
+        return []
+
+    async def send(event: Event) -> asyncio.Future[PubAck]:
+        return await inbox.publish(settings.wire(event.subject), event.to_json(), event.id)
+
+    first = await asyncio.wait_for(await send(events[0]), settings.publish_timeout)
+    futures = [await send(event) for event in events[1:]]
     acks = await asyncio.wait_for(
         asyncio.gather(*futures), settings.publish_timeout + 0.001 * len(futures)
     )
-    return [bool(ack.duplicate) for ack in acks]
+    return [bool(ack.duplicate) for ack in (first, *acks)]
 
 
 @dataclass(eq=False)
@@ -306,6 +315,7 @@ class JetStreamBus:
         self.problem: str | None = None
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
+        self._acks: AckInbox | None = None
         self._ready = threading.Event()
         self._closed = False
         self._lock = threading.Lock()
@@ -500,11 +510,10 @@ class JetStreamBus:
                 if entry.gone:
                     continue
                 try:
-                    assert self._js is not None
-                    future = await self._js.publish_async(
-                        self.settings.wire(entry.event.subject),
-                        entry.event.to_json(),
-                        headers={"Nats-Msg-Id": entry.event.id},
+                    assert self._acks is not None
+                    event = entry.event
+                    future = await self._acks.publish(
+                        self.settings.wire(event.subject), event.to_json(), event.id
                     )
                 except Exception as error:
                     with self._lock:
@@ -573,8 +582,10 @@ class JetStreamBus:
                 error_cb=_quiet,
                 disconnected_cb=self._disconnected,
                 reconnected_cb=self._reconnected,
+                pending_size=NO_RECONNECT_BUFFER,
             )
-            self._js = self._nc.jetstream(publish_async_max_pending=self.settings.max_in_flight)
+            self._js = self._nc.jetstream()
+            self._acks = await AckInbox.open(self._nc)
             await self._setup()
         except Exception as error:  # the bus stays in spooling mode, and says why
             self.problem = str(error)
@@ -589,8 +600,8 @@ class JetStreamBus:
             self._kick.clear()
             if self._closed:
                 return
-            if self._spooling and self._nc.is_connected:
-                await self._flush_in_thread()
+            if self._spooling and self._nc.is_connected and not await self._flush_in_thread():
+                await asyncio.sleep(RETRY_SECONDS)  # the spool grows meanwhile: no busy loop
 
     async def _setup(self) -> None:
         assert self._js is not None and self._nc is not None
@@ -609,27 +620,48 @@ class JetStreamBus:
             await asyncio.sleep(0.5)
 
     async def _disconnected(self) -> None:
+        """nats-py calls this after the broken connection is closed and before it reconnects:
+        what it had not written is dropped (see :mod:`plan2flow.events.acks`), and every event
+        not acknowledged goes to the spool, in order."""
+        if self._nc is not None:
+            forget_unsent(self._nc)
         with self._lock:
-            if self._window:
-                self._give_up("the connection to the NATS server was lost")
+            self._give_up("the connection to the NATS server was lost")
 
     async def _reconnected(self) -> None:
         self._kick.set()
 
-    async def _flush_in_thread(self) -> None:
+    async def _flush_in_thread(self) -> bool:
+        """Publish the spool; leave spooling mode once it is empty and the stream answers.
+        False when the bus is not back yet."""
         report = await asyncio.to_thread(self._flush)
         self.flushed += report.published
         self.duplicates += report.duplicates
-        if report.remaining == 0:
-            with self._lock:
-                if self.spool.is_empty() and not self._window:
-                    self._spooling = False
+        if report.remaining or not await self._stream_answers():
+            return False
+        with self._lock:
+            if self.spool.is_empty() and not self._window:
+                self._spooling = False
+        return True
+
+    async def _stream_answers(self) -> bool:
+        """Whether the stream is there to take publishes: after a server's restart, or while a
+        cluster elects the stream's leader, it refuses them for a while, and pipelined publishes
+        that began then could be stored out of order."""
+        assert self._js is not None
+        try:
+            await asyncio.wait_for(
+                self._js.stream_info(self.settings.stream), self.settings.publish_timeout
+            )
+        except Exception:
+            return False
+        return True
 
     def _flush(self) -> FlushReport:
         def send(events: Sequence[Event]) -> Sequence[bool]:
-            assert self._js is not None
+            assert self._acks is not None
             return asyncio.run_coroutine_threadsafe(
-                publish_batch(self._js, self.settings, events), self._loop
+                publish_batch(self._acks, self.settings, events), self._loop
             ).result(self.settings.publish_timeout + 0.01 * len(events) + 1)
 
         return self.spool.flush(send)
@@ -701,6 +733,7 @@ class JetStreamBus:
             "published": self.published,
             "acked": self.acked,
             "in_flight": self.in_flight,
+            "unsent_bytes": self._nc.pending_data_size if self._nc is not None else 0,
             "duplicates": self.duplicates,
             "spooled": self.spooled,
             "flushed": self.flushed,

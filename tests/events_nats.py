@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -139,6 +140,73 @@ class Server:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+class Proxy:
+    """A TCP relay between NATS clients and a server that a test can hold (what clients send is
+    no longer passed on, so it piles up in their buffers) and cut (every connection broken, what
+    it held dropped), while the server stays up. New connections are relayed at once."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self._listener = socket.socket()
+        # A small receive window: what a held client sends stays in the client's own buffers.
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen()
+        self.port = int(self._listener.getsockname()[1])
+        self._passing = threading.Event()
+        self._passing.set()
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, name="nats-proxy", daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+                server = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+            except OSError:
+                return
+            server.settimeout(None)
+            with self._lock:
+                self._sockets += [client, server]
+            for source, sink, held in ((client, server, True), (server, client, False)):
+                threading.Thread(target=self._relay, args=(source, sink, held), daemon=True).start()
+
+    def _relay(self, source: socket.socket, sink: socket.socket, held: bool) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                if held:
+                    self._passing.wait()
+                data = source.recv(65536)
+                if not data:
+                    break
+                sink.sendall(data)
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.close()
+
+    def hold(self) -> None:
+        self._passing.clear()
+
+    def cut(self) -> None:
+        """Break every connection, then relay again."""
+        with self._lock:
+            ends, self._sockets = self._sockets, []
+        for end in ends:
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+            end.close()
+        self._passing.set()
+
+    def close(self) -> None:
+        self._listener.close()
+        self.cut()
 
 
 @contextlib.contextmanager
