@@ -7,11 +7,12 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from plan2flow.events import Event, NullBus, RunContext, from_env
+from plan2flow.events import Event, EventBus, InProcessBus, NullBus, RunContext, from_env
+from plan2flow.events.relay import RelayEndpoint, process_relay, relayed
 
 from . import events
 from .artifacts import TaskOutput, size_of
@@ -48,10 +49,42 @@ def emit(
         if isinstance(bus, NullBus):
             return
         built = build(place.events())
-        for event in (built,) if isinstance(built, Event) else built:
-            bus.publish(event)
+        _publish(place, bus, (built,) if isinstance(built, Event) else built)
     except Exception:
         LOGGER.exception("plan2flow: an event of run %s was not published", place.flow_run_id)
+
+
+def relay_for(bus: EventBus) -> RelayEndpoint | None:
+    """Where the run's tasks in other processes send their events: this process's relay into
+    its in-process bus; None for the other buses, which every process reaches by itself."""
+    return process_relay().endpoint if isinstance(bus, InProcessBus) else None
+
+
+def _publish(place: RunPlace, bus: EventBus, events: Iterable[Event]) -> None:
+    """On this process's bus; or, in a task in another process than the flow's while the bus
+    is in-process, on the flow's process's bus through its relay (this process's bus has no
+    subscribers: they are in the flow's process). Should the relay be out of reach, the events
+    stay here, and a warning says so."""
+    relay = place.relay
+    if relay is None or not isinstance(bus, InProcessBus) or place.process == this_process():
+        for event in events:
+            bus.publish(event)
+        return
+    publisher = relayed(relay)
+    for event in events:
+        try:
+            publisher.publish(event)
+        except (OSError, EOFError) as error:
+            LOGGER.warning(
+                "plan2flow: event %s of run %s stays in process %s: the flow's process (%s) "
+                "cannot be reached: %s",
+                event.type,
+                place.flow_run_id,
+                this_process(),
+                place.process,
+                error,
+            )
+            bus.publish(event)
 
 
 def flush_bus(timeout: float = FLUSH_SECONDS) -> None:

@@ -32,7 +32,7 @@ from prefect.states import Failed
 from prefect.tasks import exponential_backoff
 from prefect.utilities.annotations import NotSet
 
-from plan2flow.events import default_tenant
+from plan2flow.events import default_tenant, from_env
 from plan2flow.home import plan2flow_home
 
 from .artifacts import Artifact, Attempts, TaskOutput, digest_path
@@ -41,7 +41,15 @@ from .errors import StaleModuleError, TaskFailure
 from .executors import TaskContext, executor_for
 from .graph import Graph, GraphTask, load_graph
 from .options import OPTIONS, RunOptions, options
-from .publishing import emit, flush_bus, mirror_to_prefect, stored_events, this_process
+from .publishing import (
+    emit,
+    flush_bus,
+    mirror_to_prefect,
+    relay_for,
+    stored_events,
+    this_process,
+)
+from .retries import forget, note_failure, previous_failure
 from .summary import (
     ATTEMPTS_ATTRIBUTE,
     PREFECT_PREFIX,
@@ -75,6 +83,8 @@ __all__ = [
     "cancelled",
     "discard_staging",
     "main",
+    "on_cancellation",
+    "on_crashed_or_failed",
     "options",
     "plan_task",
     "start",
@@ -121,6 +131,7 @@ class Run:
             artifact_root=str(self.artifact_root),
             tenant=default_tenant(),
             process=this_process(),
+            relay=relay_for(from_env()),
         )
         self.began = time.monotonic()
         self.planned: dict[str, Planned] = {}
@@ -265,6 +276,44 @@ def cancelled(
     flush_bus(timeout)
 
 
+def _flow_place(flow: Any, flow_run: Any) -> RunPlace:
+    """The run of a flow hook, from Prefect's arguments alone: Prefect may call the hook in
+    another process than the flow's (a worker's, or ``serve``'s, on a cancellation)."""
+    return RunPlace(
+        flow.name, flow.version or "", str(flow_run.id), "", "", tenant=default_tenant()
+    )
+
+
+def on_cancellation(flow: Any, flow_run: Any, state: State) -> None:
+    """Every generated flow's ``on_cancellation`` hook: a run cancelled in Prefect (the UI, the
+    API, its worker) ends with ``flow.cancelled``, published wherever Prefect runs the hook.
+    When ``plan2flow run`` cancelled it and published that event already, this one is the
+    same event (same id), which the bus recognises."""
+    message = state.message or "cancelled in Prefect"
+    try:
+        place = _flow_place(flow, flow_run)
+    except Exception:
+        LOGGER.exception("plan2flow: flow.cancelled of run %s was not published", flow_run.id)
+        return
+    emit(place, lambda run: run.flow("cancelled", message=message), final=True)
+    flush_bus(CANCEL_FLUSH_SECONDS)
+
+
+def on_crashed_or_failed(flow: Any, flow_run: Any, state: State) -> None:
+    """Every generated flow's ``on_crashed`` and ``on_failure`` hook: a run that crashed, or
+    failed before ``Run.finish`` (an exception in the flow's body), ends with ``flow.failed``.
+    A run that reached ``finish`` published it already: this one is the same event (same id),
+    which the bus recognises."""
+    message = f"{state.name or 'Failed'}: {state.message or 'the flow run ended'}"
+    try:
+        place = _flow_place(flow, flow_run)
+    except Exception:
+        LOGGER.exception("plan2flow: flow.failed of run %s was not published", flow_run.id)
+        return
+    emit(place, lambda run: run.flow("failed", message=message))
+    flush_bus(CANCEL_FLUSH_SECONDS)
+
+
 # --- the one Prefect task every plan task runs as --------------------------------------------
 
 
@@ -310,6 +359,7 @@ def _ended(place: RunPlace) -> None:
 
 
 def _on_completion(task: Any, task_run: Any, state: State) -> None:
+    forget(task_run.id)
     place = _hook_place()
     if place is None:
         return
@@ -332,6 +382,7 @@ def _on_completion(task: Any, task_run: Any, state: State) -> None:
 
 
 def _on_failure(task: Any, task_run: Any, state: State) -> None:
+    forget(task_run.id)
     place = _hook_place()
     if place is None:
         return
@@ -480,13 +531,23 @@ def plan_task(
     started = _first_start(context)
     state = "Running" if attempt <= 1 else "Retrying"
     _progress(task_id, TaskRecord(state, attempt, started=started))
-    mirror_to_prefect(
-        run, "started" if attempt <= 1 else "retrying", task_id, get_run_logger(), attempt=attempt
-    )
+    task_run_id = context.task_run.id if context else None
     if attempt <= 1:
+        mirror_to_prefect(run, "started", task_id, get_run_logger(), attempt=attempt)
         emit(run, lambda events: events.task("started", task_id, tasktype=spec.type))
     else:
-        emit(run, lambda events: events.task("retrying", task_id, attempt=attempt))
+        before = previous_failure(task_run_id)
+        message = before.message if before else ""
+        delay = before.waited() if before else None
+        mirror_to_prefect(
+            run, "retrying", task_id, get_run_logger(), attempt=attempt, message=message
+        )
+        emit(
+            run,
+            lambda events: events.task(
+                "retrying", task_id, attempt=attempt, message=message, delay_seconds=delay
+            ),
+        )
     try:
         key = cache_key(run.plan, task_id, spec.hash, upstream, values)
         if key is None:
@@ -494,6 +555,7 @@ def plan_task(
         output = _execute(run, spec, key, upstream, values)
     except BaseException as error:
         setattr(error, ATTEMPTS_ATTRIBUTE, Attempts(attempt, started, time.time()))
+        note_failure(task_run_id, error)
         raise
     if output.artifacts:
         emit(run, lambda events: stored_events(events, task_id, attempt, output))

@@ -13,6 +13,7 @@ from typing import Any
 
 from plan2flow.events import RunContext
 from plan2flow.events.kinds import DEFAULT_TENANT
+from plan2flow.events.relay import RelayEndpoint
 from plan2flow.home import plan2flow_home
 
 
@@ -31,6 +32,9 @@ class RunPlace:
     """The tenant of the run's events (``PLAN2FLOW_TENANT``, read once when the run starts)."""
     process: str = ""
     """``host:pid`` of the flow's process: a task elsewhere flushes its bus when it ends."""
+    relay: RelayEndpoint | None = None
+    """With the in-process bus, where the flow's process takes the events of its tasks that run
+    in other processes (:mod:`plan2flow.events.relay`)."""
 
     def events(self) -> RunContext:
         """What builds this run's events on the bus (see :mod:`plan2flow.events`)."""

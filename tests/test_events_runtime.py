@@ -5,6 +5,7 @@ real NATS (private streams and subject roots, deleted afterwards)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -113,6 +114,10 @@ def check_run(events: list[Event], summary: runtime.RunSummary, expected: dict[s
     assert "exit status 3" in failed.data.message and failed.data.state == "Failed"  # type: ignore[attr-defined]
     not_run = next(e for e in events if kind(e) == "task.not_run")
     assert not_run.data.upstream == ["broken"]  # type: ignore[attr-defined]
+    for retrying in (e for e in events if kind(e) == "task.retrying"):
+        # The failure of the attempt before, and the time since (retry_delay_seconds: 0.1).
+        assert retrying.data.message.startswith("exit status 1: "), retrying.data  # type: ignore[attr-defined]
+        assert retrying.data.delay_seconds >= 0.05  # type: ignore[attr-defined]
 
 
 def run_plan(flow: Any, no_cache: bool, runner: Any = None) -> runtime.RunSummary:
@@ -167,12 +172,34 @@ def test_a_run_publishes_every_transition_in_order_in_process(
     try:
         for no_cache, expected in ((True, FIRST_RUN), (False, CACHED_RUN)):
             summary = run_plan(flow, no_cache)
-            events: list[Event] = []
-            while not events or kind(events[-1]) != "flow.failed":
-                event = subscription.get(timeout=DEADLINE)
-                assert event is not None, f"no flow.failed after {[kind(e) for e in events]}"
-                events.append(event)
-            check_run(events, summary, expected)
+            check_run(follow_run(subscription), summary, expected)
+    finally:
+        subscription.close()
+
+
+def follow_run(subscription: Any) -> list[Event]:
+    """The events of one run from `subscription`, up to its flow.failed."""
+    events: list[Event] = []
+    while not events or kind(events[-1]) != "flow.failed":
+        event = subscription.get(timeout=DEADLINE)
+        assert event is not None, f"no flow.failed after {[kind(e) for e in events]}"
+        events.append(event)
+    return events
+
+
+@pytest.mark.slow
+def test_events_of_tasks_in_a_process_pool_reach_the_in_process_bus(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.task_runners import ProcessPoolTaskRunner
+
+    monkeypatch.delenv("PLAN2FLOW_EVENTS_URL", raising=False)
+    monkeypatch.delenv("PLAN2FLOW_EVENTS", raising=False)
+    flow = import_flow(build_module(tmp_path / "build", plan_text("transitions", TASKS)))
+    subscription = process_bus().subscribe("plan2flow.*.transitions.>")
+    try:
+        summary = run_plan(flow, True, ProcessPoolTaskRunner(max_workers=2))
+        check_run(follow_run(subscription), summary, FIRST_RUN)
     finally:
         subscription.close()
 
@@ -304,6 +331,145 @@ def test_an_interrupted_run_publishes_flow_cancelled(
     assert "task.started" in kinds
     assert events[-1].flowrunid in stderr
     assert "SIGINT" in events[-1].data.message  # type: ignore[attr-defined]
+
+
+NAP = """\
+  - id: nap
+    type: shell
+    params: {shell: true, argv: ['touch "$P2F_WORKDIR/up"; exec sleep 300']}
+"""
+
+
+def child_environment(run_home: Path) -> dict[str, str]:
+    """This process's environment (the test's NATS streams, its home) and its Prefect API."""
+    from prefect.settings import PREFECT_API_URL
+
+    return {
+        **os.environ,
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(run_home / "results"),
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+    }
+
+
+def wait_for_the_nap(run_home: Path, plan: str, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 240
+    while not any((run_home / "runs" / plan).glob("*/nap/up")):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the task did not start"
+        time.sleep(0.1)
+
+
+def end_of_run(settings: NatsSettings, plan: str, end: str) -> list[Event]:
+    """The stored events of `plan`'s only run, once its `end` event is stored."""
+    found: list[Event] = []
+
+    def ended() -> bool:
+        found[:] = [e for e in stored_events(settings) if e.plan == plan]
+        return any(kind(e) == end for e in found)
+
+    wait_until(ended, DEADLINE, f"{end} of {plan}")
+    return found
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    """SIGTERM to the process group, SIGKILL when it is still there after 20 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate(timeout=20)
+
+
+@pytest.mark.slow
+def test_a_crashed_run_ends_with_flow_failed(
+    tmp_path: Path, nats: NatsSettings, run_home: Path
+) -> None:
+    """SIGTERM to a flow run's processes (not a cancellation): Prefect marks the run Crashed,
+    and its on_crashed hook publishes flow.failed."""
+    module = build_module(tmp_path / "build", plan_text("crashing", NAP))
+    run = subprocess.Popen(
+        [sys.executable, str(module)],
+        env=child_environment(run_home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        wait_for_the_nap(run_home, "crashing", run)
+        os.killpg(run.pid, signal.SIGTERM)  # the flow's process and its task's command
+        events = end_of_run(nats, "crashing", "flow.failed")
+    finally:
+        stop(run)
+    kinds = [kind(e) for e in events]
+    assert kinds[0] == "flow.started" and kinds[-1] == "flow.failed", kinds
+    assert "task.started" in kinds and kinds.count("flow.failed") == 1
+    assert events[-1].data.message.startswith("Crashed: "), events[-1].data  # type: ignore[attr-defined]
+
+
+SERVE = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("cancelled_flow", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+sys.modules["cancelled_flow"] = module
+spec.loader.exec_module(module)
+getattr(module, sys.argv[2]).serve(name="cancel-me")
+"""
+
+
+@pytest.mark.slow
+def test_a_run_cancelled_in_prefect_ends_with_flow_cancelled(
+    tmp_path: Path, nats: NatsSettings, run_home: Path
+) -> None:
+    """A deployment run cancelled as the UI cancels it (its state set to Cancelling): the runner
+    stops it and runs its on_cancellation hook, which publishes flow.cancelled."""
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+    from prefect.states import Cancelling
+
+    module = build_module(tmp_path / "build", plan_text("cancelling", NAP))
+    flow = import_flow(module)
+    serve = subprocess.Popen(
+        [sys.executable, "-c", SERVE, str(module), flow.fn.__name__],
+        cwd=module.parent,
+        env=child_environment(run_home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        with get_client(sync_client=True) as client:
+
+            def deployed() -> bool:
+                assert serve.poll() is None, serve.communicate()
+                try:
+                    client.read_deployment_by_name(f"{flow.name}/cancel-me")
+                except Exception:
+                    return False
+                return True
+
+            wait_until(deployed, DEADLINE, "the deployment")
+            flow_run = run_deployment(f"{flow.name}/cancel-me", timeout=0)
+            wait_for_the_nap(run_home, "cancelling", serve)
+            client.set_flow_run_state(flow_run.id, Cancelling(message="cancelled from the UI"))
+            wait_until(
+                lambda: client.read_flow_run(flow_run.id).state_type.value == "CANCELLED",
+                DEADLINE,
+                "the flow run to be Cancelled",
+            )
+        events = end_of_run(nats, "cancelling", "flow.cancelled")
+    finally:
+        stop(serve)
+    kinds = [kind(e) for e in events]
+    assert kinds[0] == "flow.started" and kinds[-1] == "flow.cancelled", kinds
+    assert "task.started" in kinds and kinds.count("flow.cancelled") == 1
+    assert events[-1].flowrunid == str(flow_run.id)
+    assert events[-1].data.message  # type: ignore[attr-defined]
 
 
 @pytest.mark.slow

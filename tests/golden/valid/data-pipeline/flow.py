@@ -19,6 +19,9 @@ GRAPH_HASH = "sha256:9e15c8e204e93d6eedb9c5bc59dde3cccb11cd0fbf838d4522ca7781797
     version=GRAPH_HASH,
     description="Extract sales per region, clean and aggregate them, load the warehouse, report.",
     task_runner=ThreadPoolTaskRunner(max_workers=4),
+    on_failure=[runtime.on_crashed_or_failed],
+    on_crashed=[runtime.on_crashed_or_failed],
+    on_cancellation=[runtime.on_cancellation],
 )
 def nightly_sales(
     day: str, dry_run: bool = False, sample_rate: float = 1.0

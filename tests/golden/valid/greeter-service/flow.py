@@ -19,6 +19,9 @@ GRAPH_HASH = "sha256:7c783013d93c8d2f99f4a5640c26e905028b93b19eb0709f726fcc000a9
     version=GRAPH_HASH,
     description="A greeting library and its command, built from component specs.",
     task_runner=ThreadPoolTaskRunner(max_workers=4),
+    on_failure=[runtime.on_crashed_or_failed],
+    on_crashed=[runtime.on_crashed_or_failed],
+    on_cancellation=[runtime.on_cancellation],
 )
 def greeter_service() -> runtime.Outcome:
     run = runtime.start(__file__, GRAPH_FILE, GRAPH_HASH, locals())

@@ -19,6 +19,9 @@ GRAPH_HASH = "sha256:924cc5a5059144ff57b390df096369ba9b08bfea35d55c9e1d44456a99d
     version=GRAPH_HASH,
     description="Write a greeting to a file, then count its bytes.",
     task_runner=ThreadPoolTaskRunner(max_workers=4),
+    on_failure=[runtime.on_crashed_or_failed],
+    on_crashed=[runtime.on_crashed_or_failed],
+    on_cancellation=[runtime.on_cancellation],
 )
 def hello(who: str = "world") -> runtime.Outcome:
     run = runtime.start(__file__, GRAPH_FILE, GRAPH_HASH, locals())

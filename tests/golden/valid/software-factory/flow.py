@@ -19,6 +19,9 @@ GRAPH_HASH = "sha256:4ae0b58d7d57aa8bdf04ac8c42030b58a7e2b9c24a0f64950990ee30e80
     version=GRAPH_HASH,
     description="An inventory library built from component specs and released as a wheel.",
     task_runner=ThreadPoolTaskRunner(max_workers=4),
+    on_failure=[runtime.on_crashed_or_failed],
+    on_crashed=[runtime.on_crashed_or_failed],
+    on_cancellation=[runtime.on_cancellation],
 )
 def inventory_service() -> runtime.Outcome:
     run = runtime.start(__file__, GRAPH_FILE, GRAPH_HASH, locals())
