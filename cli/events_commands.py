@@ -12,13 +12,16 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import os
 import re
 import signal
+import sys
 from collections.abc import Iterator
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+from rich.console import Console
 
 from .app import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_USAGE, app, consoles, say
 
@@ -166,6 +169,20 @@ def _interrupted_by_sigint() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+class _StreamConsole(Console):
+    """stdout of the commands that stream lines (tail, replay): once its reader has gone
+    (`plan2flow events tail | head -1`) the command ends quietly with status 0, as Unix tools
+    do, where rich ends with status 1. Nothing more goes to the closed pipe, not even at exit:
+    stdout then points at /dev/null."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        raise typer.Exit(0)
+
+
 @events_app.command("tail")
 def events_tail(
     pattern: PatternArgument = ">",
@@ -193,7 +210,7 @@ def _tail(pattern: str, output: StreamFormat, limit: int | None, timeout: float 
     from plan2flow.events import admin
 
     checked = pattern
-    console, errors = consoles()
+    console, errors = _StreamConsole(), consoles()[1]
     if admin.settings_from_env() is None:
         say(
             errors,
@@ -235,7 +252,7 @@ def events_replay(
             start = parse_since(since)
         except ValueError as error:
             _stop(f"--since {since!r}: {error}", EXIT_USAGE)
-    console, errors = consoles()
+    console, errors = _StreamConsole(), consoles()[1]
     records = admin.replay(checked, from_seq=from_seq, since=start)
     with _bus_errors(), contextlib.closing(records):
         for record in records:

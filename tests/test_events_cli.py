@@ -438,6 +438,49 @@ def test_tail_process_follows_nats_and_ctrl_c_exits_130_quietly(
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
 
 
+@pytest.mark.slow
+def test_tail_whose_reader_leaves_exits_0_quietly(
+    nats_env: tuple[NatsSettings, dict[str, str]],
+) -> None:
+    """`plan2flow events tail | head -1`: once the reader has gone, the next line cannot be
+    written; tail ends with status 0 and says nothing, like other Unix tools."""
+    settings, env = nats_env
+    child = _spawn(["events", "tail", "--format", "json"], env)
+    context = RunContext(tenant="acme", plan="etl", graphhash="sha256:ab", flowrunid="head")
+    bus = JetStreamBus(settings)
+    first: list[str] = []
+    reader = threading.Thread(
+        target=lambda: first.append(child.stdout.readline() if child.stdout else ""), daemon=True
+    )
+    reader.start()
+    try:
+        index = 0
+        deadline = time.monotonic() + 180
+        while reader.is_alive():  # until the first line is read
+            assert time.monotonic() < deadline, "the tail printed nothing within 180s"
+            assert child.poll() is None, child.stderr.read() if child.stderr else ""
+            bus.publish(context.task("started", f"t{index}"))
+            bus.flush(5)
+            index += 1
+            reader.join(0.05)
+        assert child.stdout is not None
+        child.stdout.close()  # the reader leaves, as `head -1` does
+        while child.poll() is None:  # the tail notices when it writes the next line
+            assert time.monotonic() < deadline, "the tail went on after its reader left"
+            bus.publish(context.task("started", f"t{index}"))
+            bus.flush(5)
+            index += 1
+            time.sleep(0.05)
+        assert child.stderr is not None
+        stderr = child.stderr.read()
+    finally:
+        bus.close()
+        _reap(child)
+    assert json.loads(first[0])["tenant"] == "acme"
+    assert child.returncode == 0, stderr
+    assert stderr == ""
+
+
 def test_tail_process_without_nats_warns_and_ctrl_c_exits_130(tmp_path: Path) -> None:
     child = _spawn(["events", "tail"], {"PLAN2FLOW_HOME": str(tmp_path)})
     try:
