@@ -28,6 +28,7 @@ from .graph.link import link
 from .graph.order import topological_order
 from .graph.taskgraph import TaskGraph, build_taskgraph
 from .load import DEFAULT_LIMITS, Limits, SourceMap, load_plan
+from .validate.approval_rules import check_approvals
 from .validate.cycles import check_cycles
 from .validate.escalation_rules import check_escalation
 from .validate.graph_rules import GRAPH_RULES, check_deploys_verified
@@ -143,6 +144,7 @@ def compile_plan(
             raise PlanError([*loaded.problems, *source_map.locate_all(found)])
         diagnostics += check_plan(validated.spec, loaded.data)
         diagnostics += check_names(validated)
+        diagnostics += check_approvals(validated)
         diagnostics += check_escalation(validated)
         stage("validate")
         decomposition, found = decompose(validated, limits)

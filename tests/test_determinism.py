@@ -720,6 +720,10 @@ def _units(data: Data) -> list[tuple[str, Callable[[Data], None]]]:
     units: list[tuple[str, Callable[[Data], None]]] = []
     defaults = data.get("defaults", {}).get("retries", 0)
     for task in data.get("tasks", []):
+        if task["type"] == "approval":  # never retried: change what it says instead
+            text = task.get("description", "") + " (changed)"
+            units.append((f"tasks[{task['id']}]", _set([(T, task["id"]), "description"], text)))
+            continue
         retries = task.get("retries", defaults) + 1
         units.append((f"tasks[{task['id']}]", _set([(T, task["id"]), "retries"], retries)))
     for component in data.get("components", []):

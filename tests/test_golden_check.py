@@ -346,7 +346,7 @@ def test_check_agrees_with_the_examples_committed_by_compile(project: Path) -> N
     assert _invoke("compile", *sorted(str(p) for p in plans.glob("*.yaml"))).exit_code == 0
     result = _invoke("golden", "check")
     assert result.exit_code == 0, result.output
-    assert result.stderr == "4 plan(s): 4 up to date, 0 stale, 0 missing, 0 invalid\n"
+    assert result.stderr == "5 plan(s): 5 up to date, 0 stale, 0 missing, 0 invalid\n"
 
 
 def test_a_path_that_does_not_exist_exits_2(project: Path) -> None:

@@ -49,6 +49,8 @@ NOT_EXPRESSIBLE = {
     "P2F206": "unique component names",
     "P2F207": "references to other components",
     "P2F209": "template expressions against declared names",
+    "P2F111": "an approval's options against its branch, on_timeout and enum defaults",
+    "P2F211": "branch targets against the graph",
     "P2F301": "cycles",
     "P2F304": "the deploy rule on the graph",
 }

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..spec import Defaults
+from ..spec.approval import APPROVAL_OUTPUT
 from ..spec.base import MatrixValue
 from ..spec.escalation import EscalationPolicy, merge_policies, policy_record
 from ..spec.tasks import StepFields
@@ -102,7 +103,14 @@ def make_node(
     matrix_pointer: str = "",
     escalation: EscalationPolicy | None = None,
 ) -> TaskNode:
-    """Build a node from written step fields, applying `defaults` where the step sets nothing."""
+    """Build a node from written step fields, applying `defaults` where the step sets nothing.
+
+    An approval waits for people, not for a process: it is never retried, Prefect's task
+    timeout would cut its wait short (its deadline is `params.timeout_seconds`), and it always
+    produces its `decision` artifact."""
+    approval = type == "approval"
+    if approval:
+        outputs = (*outputs, APPROVAL_OUTPUT)
     inputs = dict(extra_inputs or {})
     for name, ref in step.inputs.items():
         inputs[name] = parse_input(name, ref, f"{pointer}/inputs/{name}")
@@ -120,14 +128,16 @@ def make_node(
         outputs=tuple(dict.fromkeys(outputs)),  # written order: diagnostics point into it
         params=params,
         agent=step.agent,
-        retries=defaults.retries if step.retries is None else step.retries,
+        retries=0 if approval else defaults.retries if step.retries is None else step.retries,
         # float(): a plan may write 10 or 10.0; both must give the same graph bytes.
         retry_delay_seconds=float(
             defaults.retry_delay_seconds
             if step.retry_delay_seconds is None
             else step.retry_delay_seconds
         ),
-        timeout_seconds=_seconds(
+        timeout_seconds=None
+        if approval
+        else _seconds(
             defaults.timeout_seconds if step.timeout_seconds is None else step.timeout_seconds
         ),
         tags=tuple(sorted({*defaults.tags, *extra_tags, *step.tags})),

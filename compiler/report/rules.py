@@ -98,8 +98,8 @@ RULE_HELP: dict[str, tuple[str, str]] = {
     "P2F106": (
         "Unknown task type.",
         (
-            "Use one of assemble, deploy, generate_code, noop, package, python, shell, "
-            "test, validate."
+            "Use one of approval, assemble, deploy, generate_code, noop, package, python, "
+            "shell, test, validate."
         ),
     ),
     "P2F107": (
@@ -138,6 +138,14 @@ RULE_HELP: dict[str, tuple[str, str]] = {
             "on the task or component."
         ),
         "Follow the hint: add the host to allowed_hosts, set variants: 2, reorder the tiers.",
+    ),
+    "P2F111": (
+        (
+            "An approval names an option it does not offer: a branch key or an on_timeout "
+            "other than fail that is not in options; or an enum form field whose default "
+            "is not one of its values."
+        ),
+        "Add the option to options, or fix the name; the hint names the closest one.",
     ),
     "P2F201": (
         (
@@ -188,6 +196,13 @@ RULE_HELP: dict[str, tuple[str, str]] = {
             "metadata.name, same output directory)."
         ),
         ("Give each plan a unique metadata.name, or compile them into different directories."),
+    ),
+    "P2F211": (
+        (
+            "A branch of an approval names a task that does not depend directly on the "
+            "approval: its running would not follow from the answer."
+        ),
+        "Name a task that depends on the approval, or add the approval to its depends_on.",
     ),
     "P2F301": (
         "Dependency cycle; the message shows the loop, one note per edge.",

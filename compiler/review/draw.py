@@ -37,6 +37,7 @@ class Shape(NamedTuple):
 
 
 SHAPES: Mapping[str, Shape] = {
+    "approval": Shape("{", "}", "diamond"),
     "assemble": Shape("[/", "\\]", "trapezium"),
     "deploy": Shape(">", "]", "cds"),
     "generate_code": Shape("[/", "/]", "parallelogram"),

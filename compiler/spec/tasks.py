@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from .approval import ApprovalParams
 from .base import AgentName, ArtifactRef, Identifier, Matrix, Model, Tag, TaskRef
 from .escalation import EscalationPolicy
 from .params import (
@@ -94,8 +95,16 @@ class DeployTask(TaskBase):
     params: DeployParams = DeployParams()
 
 
+class ApprovalTask(TaskBase):
+    type: Literal["approval"]
+    params: ApprovalParams = ApprovalParams()
+    outputs: list[Literal["decision"]] = []  # spec.approval.APPROVAL_OUTPUT
+    """An approval always produces its `decision` artifact; writing it here is optional."""
+
+
 Task = Annotated[
-    NoopTask
+    ApprovalTask
+    | NoopTask
     | ShellTask
     | PythonTask
     | GenerateCodeTask
@@ -108,6 +117,7 @@ Task = Annotated[
 ]
 
 TASK_TYPES: tuple[str, ...] = (
+    "approval",
     "assemble",
     "deploy",
     "generate_code",
@@ -121,6 +131,7 @@ TASK_TYPES: tuple[str, ...] = (
 """Every task type, sorted."""
 
 TaskTypeName = Literal[
+    "approval",
     "assemble",
     "deploy",
     "generate_code",

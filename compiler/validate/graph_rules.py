@@ -10,11 +10,12 @@ from ..graph.link import LinkedGraph
 
 def check_unconsumed_artifacts(graph: LinkedGraph) -> list[Diagnostic]:
     """A written task's output that nothing consumes, unless the task is a sink (its outputs are
-    the results). Generated reports (`validate.report`, `test.junit`) are results by design."""
+    the results). Generated reports (`validate.report`, `test.junit`) and an approval's
+    `decision` are results by design."""
     consumed = {ref for refs in graph.inputs.values() for ref in refs.values()}
     problems = []
     for node in graph.nodes.values():
-        if not node.origin.written or not graph.downstream[node.id]:
+        if not node.origin.written or not graph.downstream[node.id] or node.type == "approval":
             continue
         for index, name in enumerate(node.outputs):
             if f"{node.id}.{name}" not in consumed:
@@ -82,4 +83,35 @@ def check_deploys_verified(graph: LinkedGraph) -> list[Diagnostic]:
     return problems
 
 
-GRAPH_RULES = (check_unconsumed_artifacts, check_disconnected, check_deploys_verified)
+def check_branch_targets(graph: LinkedGraph) -> list[Diagnostic]:
+    """An approval's `branch` chooses among the tasks that wait for it: any other task would run
+    or not whatever the answer, so naming it is a mistake."""
+    problems = []
+    for node in graph.nodes.values():
+        if node.type != "approval":
+            continue
+        downstream = graph.downstream[node.id]
+        for option, targets in sorted(node.params.get("branch", {}).items()):
+            for index, target in enumerate(targets):
+                if target in downstream:
+                    continue
+                problems.append(
+                    diagnostic(
+                        "P2F211",
+                        f"branch '{option}' of '{node.id}' names '{target}', which is not "
+                        f"directly downstream of '{node.id}'",
+                        f"{node.origin.pointer}/params/branch/{option}/{index}",
+                        hint="downstream of it: " + ", ".join(downstream)
+                        if downstream
+                        else f"make the task depend on '{node.id}'",
+                    )
+                )
+    return problems
+
+
+GRAPH_RULES = (
+    check_unconsumed_artifacts,
+    check_disconnected,
+    check_deploys_verified,
+    check_branch_targets,
+)
