@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 # The top-level parts, each installed as `plan2flow.<part>`.
-PARTS := compiler flows agents events server cli home memory
+PARTS := compiler flows agents events server cli home memory escalation
 # uv installs exactly uv.lock (see docs/development.md); it is itself pinned and kept in .tools.
 UV_VERSION := 0.13.9
 TOOLS := .tools

@@ -54,6 +54,7 @@ ROOT_ERRORS = (
     ("plan2flow.compiler.errors", "CompilerError"),
     ("plan2flow.flows.errors", "FlowsError"),
     ("plan2flow.agents.errors", "AgentError"),
+    ("plan2flow.escalation.errors", "EscalationError"),
     ("plan2flow.events.errors", "EventError"),
     ("plan2flow.memory.errors", "MemoryStoreError"),
     ("plan2flow.server.errors", "OperationError"),

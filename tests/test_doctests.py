@@ -14,7 +14,17 @@ import pytest
 
 PARTS = tuple(
     f"plan2flow.{part}"
-    for part in ("compiler", "flows", "agents", "events", "server", "cli", "home", "memory")
+    for part in (
+        "compiler",
+        "flows",
+        "agents",
+        "escalation",
+        "events",
+        "server",
+        "cli",
+        "home",
+        "memory",
+    )
 )
 SCRIPTS = ("plan2flow.memory.db.migrations.",)
 """Run by their tool, not imported: Alembic's environment and revisions."""

@@ -17,6 +17,7 @@ ROOTS = {
     "plan2flow.compiler": ("plan2flow.compiler.errors", "CompilerError"),
     "plan2flow.flows": ("plan2flow.flows.errors", "FlowsError"),
     "plan2flow.agents": ("plan2flow.agents.errors", "AgentError"),
+    "plan2flow.escalation": ("plan2flow.escalation.errors", "EscalationError"),
     "plan2flow.events": ("plan2flow.events.errors", "EventError"),
     "plan2flow.server": ("plan2flow.server.errors", "OperationError"),
 }

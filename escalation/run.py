@@ -1,0 +1,88 @@
+"""One escalation from start to end: the chain, its journal record and its events."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import random
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from plan2flow.compiler.spec.escalation import EscalationPolicy
+from plan2flow.events import EventBus, RunContext, default_tenant, from_env
+
+from .chain import ChainResult, Surroundings, run_chain
+from .errors import EscalationFailed, HumanTierReached
+from .events import publish
+from .journal import append, journal_path, make_record
+from .remote import Sleep
+from .variants import CodeTask, Variant
+
+
+def policy_from_record(record: Mapping[str, Any]) -> EscalationPolicy:
+    """The policy a TaskGraph records for a task (every default applied)."""
+    return EscalationPolicy.model_validate(dict(record))
+
+
+def escalate(
+    task: CodeTask,
+    policy: EscalationPolicy,
+    *,
+    workdir: Path,
+    local: Variant | None = None,
+    environ: Mapping[str, str] | None = None,
+    bus: EventBus | None = None,
+    sleep: Sleep = time.sleep,
+    rng: random.Random | None = None,
+) -> ChainResult:
+    """Run the chain for ``task``, journal it and publish its events; return the result when a
+    variant was kept, else raise :class:`EscalationFailed` (:class:`HumanTierReached` when the
+    chain needs a person)."""
+    env = os.environ if environ is None else environ
+    events_bus = from_env(env) if bus is None else bus
+    tenant = env.get("PLAN2FLOW_TENANT") or default_tenant()
+    run = RunContext(
+        tenant=tenant,
+        plan=task.plan or "unknown",
+        graphhash=None,
+        flowrunid=task.flow_run_id or "local",
+    )
+
+    def on_event(name: str, data: dict[str, Any]) -> None:
+        publish(events_bus, run, task.task_id, name, data)
+
+    around = Surroundings(workdir, env, sleep, rng or random.Random(), on_event)
+    result = run_chain(task, policy, around, local=local)
+    record = make_record(
+        result,
+        tenant=tenant,
+        plan=task.plan,
+        flow_run_id=task.flow_run_id,
+        now=dt.datetime.now(dt.UTC),
+    )
+    append(record, journal_path(env))
+    on_event(
+        "finished",
+        {
+            "record_id": record.id,
+            "outcome": record.outcome,
+            "tier_reached": record.tier_reached,
+            "reason": record.reason,
+            "winner": record.winner,
+            "score": record.winner_score,
+            "cost_usd": record.cost_usd,
+            "prompt_tokens": record.prompt_tokens,
+            "completion_tokens": record.completion_tokens,
+            "redactions": record.redactions,
+        },
+    )
+    if result.outcome != "kept":
+        message = (
+            f"task {task.task_id!r}: escalation reached the {result.tier_reached} tier: "
+            f"{result.reason} (plan2flow escalations show {record.id})"
+        )
+        failure = HumanTierReached if result.tier_reached == "human" else EscalationFailed
+        raise failure(message, tier_reached=result.tier_reached, record_id=record.id)
+    return result
