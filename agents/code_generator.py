@@ -2,8 +2,9 @@
 
 Local and deterministic (jinja2 with StrictUndefined, sorted inputs): the same spec always gives
 the same files. A function without a body cannot be derived from templates: the agent reports
-it with a low quality score, which is where a model-backed generator takes over (the escalation
-chain).
+it with quality 0. When the task's plan declares an escalation policy and the quality is below
+its threshold, the escalation chain (:mod:`plan2flow.escalation`) takes over: models write the
+missing bodies as competing variants, and the best one, by the tests it passes, is kept.
 """
 
 from __future__ import annotations
@@ -119,11 +120,10 @@ class CodeGeneratorAgent(AgentBlock):
         try:
             module, files = render_component(spec, default_module)
         except ValueError as error:
-            return AgentResult(
-                outcome=Outcome.FAILED,
-                findings=[f"{error}: the template generator cannot derive one"],
-                quality=0.0,
-            )
+            problem = f"{error}: the template generator cannot derive one"
+            if request.escalation is not None:
+                return _escalated(request, spec, default_module, out, problem)
+            return AgentResult(outcome=Outcome.FAILED, findings=[problem], quality=0.0)
         require(module_problem(module))
         for name, text in sorted(files.items()):
             inside(out, name).write_text(text, encoding="utf-8")
@@ -136,3 +136,75 @@ class CodeGeneratorAgent(AgentBlock):
             },
             log_excerpt=f"wrote {', '.join(sorted(files))} for module {module}",
         )
+
+
+def _dependencies(request: AgentRequest) -> tuple[tuple[Path, ...], dict[str, str]]:
+    """The directories of the modules this one imports (inputs ``dep_<component>``), and their
+    code, which the model reads."""
+    paths = tuple(
+        Path(path) for name, path in sorted(request.inputs.items()) if name.startswith("dep_")
+    )
+    code = {
+        file.stem: file.read_text(encoding="utf-8")
+        for directory in paths
+        for file in sorted(directory.glob("*.py"))
+        if not file.name.startswith("test_")
+    }
+    return paths, code
+
+
+def _escalated(
+    request: AgentRequest, spec: dict[str, Any], default_module: str, out: Path, problem: str
+) -> AgentResult:
+    """The template's result was not good enough: run the escalation chain and keep its winner,
+    or report the tier it reached and why."""
+    from plan2flow.escalation import (
+        CodeTask,
+        EscalationError,
+        Variant,
+        escalate,
+        policy_from_record,
+    )
+
+    module = spec.get("module") or default_module
+    require(module_problem(module))
+    paths, code = _dependencies(request)
+    task = CodeTask(
+        task_id=request.task_id,
+        spec={**spec, "module": module},
+        render=lambda filled: render_component(dict(filled), default_module)[1],
+        dependency_paths=paths,
+        dependencies=code,
+        plan=request.plan,
+        flow_run_id=request.correlation_id,
+    )
+    local = Variant("0-local-1", "local", problem=problem)
+    try:
+        result = escalate(
+            task,
+            policy_from_record(request.escalation or {}),
+            workdir=Path(request.workspace) / "escalation",
+            local=local,
+        )
+    except EscalationError as error:
+        return AgentResult(outcome=Outcome.FAILED, findings=[problem, str(error)], quality=0.0)
+    winner = result.winner
+    assert winner is not None and winner.files is not None  # a kept result has its files
+    for name, text in sorted(winner.files.items()):
+        inside(out, name).write_text(text, encoding="utf-8")
+    return AgentResult(
+        outcome=Outcome.SUCCEEDED,
+        outputs={"code": str(out)},
+        metrics={
+            "files": float(len(winner.files)),
+            "functions": float(len(spec.get("functions", []))),
+            "escalation_variants": float(len(result.variants)),
+            "escalation_cost_usd": result.cost_usd,
+        },
+        findings=[f"escalated: {problem}"],
+        log_excerpt=(
+            f"escalated to the {result.tier_reached} tier: kept {winner.label} "
+            f"({winner.model}, score {winner.score:.3f}) for module {module}"
+        ),
+        quality=winner.score,
+    )

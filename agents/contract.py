@@ -34,6 +34,10 @@ class AgentRequest(_Model):
     """A directory the agent may use freely; it belongs to this task in this run."""
     correlation_id: str = ""
     """The flow run id, for logs and events."""
+    escalation: dict[str, Any] | None = None
+    """The task's escalation policy as its TaskGraph records it; None when it has none."""
+    plan: str = ""
+    """The plan's name, for the escalation journal and events."""
 
 
 class Outcome(enum.StrEnum):

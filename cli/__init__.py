@@ -21,6 +21,7 @@ from . import (  # noqa: F401
     compile_commands,
     db_commands,
     diff_command,
+    escalations_commands,
     events_commands,
     golden_commands,
     graph_commands,

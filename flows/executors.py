@@ -213,6 +213,8 @@ def resolve_agent(task: GraphTask) -> Executor:
             outputs={name: str(path) for name, path in context.outputs.items()},
             workspace=str(context.workdir),
             correlation_id=context.correlation_id,
+            escalation=task.escalation,
+            plan=task.plan,
         )
         try:
             result = agent.execute(request)

@@ -25,6 +25,14 @@ class GraphTask:
     retry_delay_seconds: float
     timeout_seconds: float | None
     tags: tuple[str, ...]
+    downstream: tuple[str, ...] = ()
+    """The tasks that depend on this one directly (an approval's answer chooses among them)."""
+    approvals: tuple[str, ...] = ()
+    """The approval tasks this one depends on directly: their answers may skip it."""
+    escalation: dict[str, Any] | None = None
+    """The escalation policy of a `generate_code` task, when its plan declares one."""
+    plan: str = ""
+    """The plan's name (the escalation journal and its events are filed under it)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +47,11 @@ class Graph:
 
     @classmethod
     def from_document(cls, document: TaskGraphDocument, path: Path) -> Graph:
+        types = {entry.id: entry.type for entry in document.tasks}
+        downstream: dict[str, list[str]] = {}
+        for entry in document.tasks:
+            for upstream in entry.depends_on:
+                downstream.setdefault(upstream, []).append(entry.id)
         tasks = {
             entry.id: GraphTask(
                 id=entry.id,
@@ -53,6 +66,10 @@ class Graph:
                 retry_delay_seconds=entry.retry_delay_seconds,
                 timeout_seconds=entry.timeout_seconds,
                 tags=tuple(entry.tags),
+                downstream=tuple(sorted(downstream.get(entry.id, ()))),
+                approvals=tuple(up for up in entry.depends_on if types.get(up) == "approval"),
+                escalation=entry.escalation,
+                plan=document.plan.name,
             )
             for entry in document.tasks
         }
