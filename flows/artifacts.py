@@ -1,4 +1,5 @@
-"""Artifacts pass between tasks by reference: a path on disk and the digest of its content.
+"""Artifacts pass between tasks by reference: a path on disk, the digest of its content and
+its id in project memory.
 
 A task's outputs live in a directory named by the task's cache key, so a task served from
 Prefect's cache hands its downstream the very files the original run wrote.
@@ -16,6 +17,9 @@ from pathlib import Path
 class Artifact:
     path: str
     digest: str
+    ref: str = ""
+    """The artifact's id in project memory (``plan2flow artifacts show <ref>``), which a task
+    on another machine fetches it by; empty for outputs of a run before the store existed."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -34,12 +34,14 @@ from prefect.utilities.annotations import NotSet
 
 from plan2flow.events import default_tenant, from_env
 from plan2flow.home import plan2flow_home
+from plan2flow.memory.audit import actor
 
-from .artifacts import Artifact, Attempts, TaskOutput, digest_path
+from .artifacts import Attempts, TaskOutput, digest_path
 from .caching import PlanTaskCache, cache_key
 from .errors import StaleModuleError, TaskFailure
 from .executors import TaskContext, executor_for
 from .graph import Graph, GraphTask, load_graph
+from .memory_bridge import RunMemory, begin_run, local_input, store_outputs
 from .options import OPTIONS, RunOptions, options
 from .publishing import (
     emit,
@@ -135,6 +137,8 @@ class Run:
         )
         self.began = time.monotonic()
         self.planned: dict[str, Planned] = {}
+        self.memory: RunMemory | None = None
+        """The run's row and audit feed in project memory, from :func:`start` on."""
         self._alive = hold_lock(self.workspace / RUN_LOCK)
         # A run that crashes never reaches finish(): close the lock when it is collected.
         self._release = weakref.finalize(self, self._alive.close)
@@ -224,6 +228,7 @@ class Run:
                 lambda run: run.flow("completed", tasks=len(tasks), duration_seconds=seconds),
             )
             flush_bus()
+            self._remembered("completed")
             return summary
         failed = [t.id for t in tasks if t.state not in {"Completed", "Cached", UPSTREAM_FAILED}]
         not_run = [t.id for t in tasks if t.state == UPSTREAM_FAILED]
@@ -235,7 +240,12 @@ class Run:
             lambda run: run.flow("failed", message=message, failed=failed, not_run=not_run),
         )
         flush_bus()
+        self._remembered("failed")
         return Failed(message=message, data=summary)
+
+    def _remembered(self, state: str) -> None:
+        if self.memory is not None:
+            self.memory.finish(state)
 
 
 def start(module_file: str, graph_file: str, graph_hash: str, params: Mapping[str, Any]) -> Run:
@@ -249,6 +259,7 @@ def start(module_file: str, graph_file: str, graph_hash: str, params: Mapping[st
     flow_run_id = str(current_flow_run.id or f"local-{os.getpid()}-{time.time_ns()}")
     run = Run(graph, params, flow_run_id)
     discard_stale_staging(run.artifact_root, run.workspace.parent)
+    run.memory = begin_run(run.place, params, actor())
     if run.options.on_start is not None:
         run.options.on_start(flow_run_id)
     emit(
@@ -447,7 +458,7 @@ def _execute(
     inputs = {}
     for name, ref in spec.inputs.items():
         producer, _, artifact = ref.rpartition(".")
-        inputs[name] = Path(upstream[producer].artifacts[artifact].path)
+        inputs[name] = local_input(place, upstream[producer].artifacts[artifact])
     outputs = {name: stage / name for name in spec.outputs}
     namespaces = {
         "params": values,
@@ -477,7 +488,7 @@ def _execute(
         shutil.rmtree(stage, ignore_errors=True)
     return TaskOutput(
         task_id=spec.id,
-        artifacts={name: Artifact(str(final / name), digests[name]) for name in outputs},
+        artifacts=store_outputs(place, spec.id, {n: final / n for n in outputs}, digests),
         logs={p.stem: str(p) for p in sorted(logs_dir.iterdir())},
     )
 
