@@ -173,16 +173,19 @@ class _Run:
             return TierAnswers([], needs_human=f"redaction failed: {error}")
         except (ModelCallFailed, HostDenied) as error:
             return TierAnswers([], stopped=str(error))
-        return ask_tier(
-            self.task,
-            tier_index=index,
-            kind=tier.kind,
-            client=client,
-            outbound=outbound,
-            gateway=gateway,
-            count=self.policy.variants,
-            budget=self.budget,
-        )
+        try:
+            return ask_tier(
+                self.task,
+                tier_index=index,
+                kind=tier.kind,
+                client=client,
+                outbound=outbound,
+                gateway=gateway,
+                count=self.policy.variants,
+                budget=self.budget,
+            )
+        finally:
+            client.close()
 
     def _client(self, client: ChatClient) -> ChatClient:
         client.sleep, client.rng = self.around.sleep, self.around.rng

@@ -9,6 +9,7 @@ the order of :data:`DETECTORS` (a key inside a ``.env`` line is one secret, not 
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import ipaddress
 import math
@@ -172,10 +173,18 @@ def detectors(entities: Iterable[str], patterns: Sequence[tuple[str, str]]) -> l
 
 
 def find_all(text: str, chosen: Sequence[Detector]) -> list[Finding]:
-    """Every finding in ``text``, without overlaps, in text order."""
+    """Every finding in ``text``, without overlaps, in text order. Spans taken are kept sorted,
+    so each new one is checked against its two neighbours only."""
+    starts: list[int] = []
     taken: list[Finding] = []
     for detector in chosen:
         for finding in detector(text):
-            if not any(finding.start < t.end and t.start < finding.end for t in taken):
-                taken.append(finding)
-    return sorted(taken, key=lambda f: f.start)
+            at = bisect.bisect_left(starts, finding.start)
+            before = taken[at - 1] if at > 0 else None
+            after = taken[at] if at < len(taken) else None
+            if (before is None or before.end <= finding.start) and (
+                after is None or finding.end <= after.start
+            ):
+                starts.insert(at, finding.start)
+                taken.insert(at, finding)
+    return taken
