@@ -16,6 +16,7 @@ from rich.console import Console
 # Each module registers its commands on `app` when it is imported.
 from . import (  # noqa: F401
     agents_commands,
+    approvals_commands,
     artifacts_commands,
     audit_commands,
     compile_commands,

@@ -36,6 +36,7 @@ from plan2flow.events import default_tenant, from_env
 from plan2flow.home import plan2flow_home
 from plan2flow.memory.audit import actor
 
+from . import approval_events, approvals
 from .artifacts import Attempts, TaskOutput, digest_path
 from .caching import PlanTaskCache, cache_key
 from .errors import StaleModuleError, TaskFailure
@@ -97,6 +98,8 @@ RETRY_JITTER = 0.1
 """Retry delays double from the task's ``retry_delay_seconds`` and vary by up to this share."""
 LOGGER = logging.getLogger("plan2flow.runtime")
 CANCEL_FLUSH_SECONDS = 2.0
+DONE = frozenset({"Completed", "Cached", approvals.SKIPPED})
+"""The final states of a task that let the run complete (``Skipped``: not chosen by an answer)."""
 """How long an interrupted run waits for its ``flow.cancelled`` event to be stored or spooled."""
 
 
@@ -173,7 +176,7 @@ class Run:
             spec.retries,
             spec.retry_delay_seconds,
             spec.timeout_seconds,
-            self.options.no_cache,
+            self.options.no_cache or spec.type == "approval",  # ask again in every run
             spec.tags,
         )
         future = configured.submit(
@@ -210,7 +213,7 @@ class Run:
                     record.message,
                 )
             )
-        ok = all(t.state in {"Completed", "Cached"} for t in tasks)
+        ok = all(t.state in DONE for t in tasks)
         summary = RunSummary(
             plan=self.graph.name,
             graph_hash=self.graph.hash,
@@ -230,7 +233,7 @@ class Run:
             flush_bus()
             self._remembered("completed")
             return summary
-        failed = [t.id for t in tasks if t.state not in {"Completed", "Cached", UPSTREAM_FAILED}]
+        failed = [t.id for t in tasks if t.state not in {*DONE, UPSTREAM_FAILED}]
         not_run = [t.id for t in tasks if t.state == UPSTREAM_FAILED]
         message = f"{len(failed)} task(s) failed: {', '.join(failed)}"
         if not_run:
@@ -374,8 +377,12 @@ def _on_completion(task: Any, task_run: Any, state: State) -> None:
     place = _hook_place()
     if place is None:
         return
-    cached = state.name == "Cached"
     task_id = task_run.name
+    if state.name == approvals.SKIPPED:
+        approval_events.skipped(place, task_id, state.message or "", task_run_logger(task_run))
+        _ended(place)
+        return
+    cached = state.name == "Cached"
     mirror_to_prefect(place, "completed", task_id, task_run_logger(task_run), cached=cached)
     if cached:
         key = state.state_details.cache_key
@@ -476,7 +483,10 @@ def _execute(
         param_values=dict(values),
     )
     try:
-        executor_for(spec)(context)
+        if spec.type == "approval":
+            approvals.run_approval(place, context)
+        else:
+            executor_for(spec)(context)
         missing = [name for name, path in outputs.items() if not path.exists()]
         if missing:
             raise TaskFailure(
@@ -528,7 +538,9 @@ def plan_task(
     Everything it needs comes in its arguments, and what the run's summary needs goes back in
     what it returns: its output, or the exception it fails with, carries its `Attempts`."""
     not_done = sorted(
-        name for name, output in upstream.items() if not isinstance(output, TaskOutput)
+        name
+        for name, output in upstream.items()
+        if not isinstance(output, TaskOutput | approvals.Skipped)
     )
     if not_done:
         return Failed(
@@ -537,6 +549,9 @@ def plan_task(
             + ", ".join(repr(name) for name in not_done)
             + " did not complete",
         )
+    skipped = approvals.skip_reason(spec, upstream)
+    if skipped is not None:
+        return approvals.skipped_state(task_id, skipped)
     context = TaskRunContext.get()
     attempt = context.task_run.run_count if context else 1
     started = _first_start(context)

@@ -98,7 +98,7 @@ class DeployTask(TaskBase):
 class ApprovalTask(TaskBase):
     type: Literal["approval"]
     params: ApprovalParams = ApprovalParams()
-    outputs: list[Literal["decision"]] = []  # spec.approval.APPROVAL_OUTPUT
+    outputs: list[Literal["decision"]] = []  # type: ignore[assignment]  # narrowed
     """An approval always produces its `decision` artifact; writing it here is optional."""
 
 

@@ -1,0 +1,239 @@
+"""Approval tasks at run time: the flow run pauses with the task's form until someone answers
+(the Prefect UI's Resume form, ``plan2flow approvals respond``, or Prefect's REST API) or the
+deadline answers for them; the answer is the task's ``decision`` artifact, and it decides which
+of the task's downstream tasks run. A task skipped by an answer ends ``Skipped``: a completed
+state (the flow run completes), distinct from ``UpstreamFailed``.
+
+The answer comes from people through the server: it is data. It is checked by the server
+against the form's JSON schema, validated again here, and only ever written as JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import State
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import pause_flow_run, suspend_flow_run
+from prefect.input.actions import create_flow_run_input
+from prefect.states import Completed, Running
+
+from .approval_events import announce
+from .approval_form import answer_model, check_answer, form_data
+from .artifacts import TaskOutput
+from .errors import TaskFailure
+from .executors import TaskContext
+from .graph import GraphTask
+from .workspace import RunPlace
+
+SKIPPED = "Skipped"
+"""The terminal state of a task an answer did not choose (Airflow's ``skipped``)."""
+DECISION = "decision"
+"""The artifact of every approval (the compiler adds it)."""
+REJECT = "reject"
+"""Without ``branch``, the option that skips every downstream task (docs/planspec.md)."""
+FAIL = "fail"
+POLL_SECONDS = 1
+"""How often the waiting flow asks the server whether it was resumed."""
+KEY_PREFIX = "approval-"
+"""Pause keys of approvals start with it; the CLI finds approvals by it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Skipped:
+    """What a skipped task returns; its downstream tasks are skipped in turn."""
+
+    task_id: str
+    reason: str
+
+
+def pause_key(task_id: str) -> str:
+    """The pause key of an approval: lowercase letters, digits and dashes (what Prefect's input
+    keys allow), the same for the same task in every attempt, so a resumed suspend finds it."""
+    readable = "".join(c if c.isalnum() and c.isascii() else "-" for c in task_id.lower())[:40]
+    digest = hashlib.sha256(task_id.encode()).hexdigest()[:12]
+    return f"{KEY_PREFIX}{readable.strip('-')}-{digest}"
+
+
+def skipped_by(option: str, params: Mapping[str, Any], downstream: tuple[str, ...]) -> list[str]:
+    """The direct downstream tasks an answer skips: with ``branch``, all but the chosen
+    option's; without, all of them for ``reject`` and none otherwise."""
+    branch: Mapping[str, list[str]] = params.get("branch") or {}
+    if branch:
+        chosen = set(branch.get(option, ()))
+        return [task for task in downstream if task not in chosen]
+    return list(downstream) if option == REJECT else []
+
+
+def _deadline(seconds: float) -> dt.datetime:
+    return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
+
+
+def describe(place: RunPlace, context: TaskContext, deadline: dt.datetime) -> str:
+    """The markdown shown above the Resume form: the body, then what the answer is about."""
+    params = context.params
+    task = context.task
+    lines = [
+        f"### Approval `{task.id}` of plan `{place.plan}`",
+        "",
+        params["body"] or "(no text)",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| Options | {', '.join(f'`{o}`' for o in params['options'])} |",
+        f"| Who may answer | {', '.join(params['respondents']) or 'anyone'} |",
+        f"| Deadline | {deadline:%Y-%m-%d %H:%M:%S} UTC, then `{params['on_timeout']}` |",
+        f"| Flow run | `{place.flow_run_id}` |",
+        f"| Graph | `{place.graph_hash}` |",
+    ]
+    for name, path in sorted(context.inputs.items()):
+        lines.append(f"| Input `{name}` | `{path}` |")
+    lines += [
+        "",
+        "From a terminal: `plan2flow approvals respond "
+        f"{place.flow_run_id} --option {params['options'][0]} --as NAME`",
+    ]
+    return "\n".join(lines)
+
+
+def _request(place: RunPlace, context: TaskContext, deadline: dt.datetime) -> dict[str, Any]:
+    params = context.params
+    return {
+        "plan": place.plan,
+        "task": context.task.id,
+        "graph_hash": place.graph_hash,
+        "options": list(params["options"]),
+        "respondents": list(params["respondents"]),
+        "form": params["form"],
+        "on_timeout": params["on_timeout"],
+        "deadline": deadline.isoformat(),
+        "mode": params["mode"],
+    }
+
+
+def _resume_self(flow_run_id: str) -> None:
+    """After the deadline, the run goes on with the deadline's answer: set it running again
+    (forced: the server would refuse to leave an expired pause, or has failed it already)."""
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(UUID(flow_run_id), Running(), force=True)
+
+
+def _wait(
+    place: RunPlace, context: TaskContext, model: Any, key: str, deadline: dt.datetime
+) -> Any:
+    params = context.params
+    timeout = max(1, math.ceil(params["timeout_seconds"]))
+    request = _request(place, context, deadline)
+    base = ("suspended" if params["mode"] == "suspend" else "paused") + f"-{key}"
+    create_flow_run_input(key=f"{base}-request", value=request, flow_run_id=UUID(place.flow_run_id))
+    if params["mode"] == "suspend":
+        return suspend_flow_run(wait_for_input=model, timeout=timeout, key=key)
+    return pause_flow_run(
+        wait_for_input=model, timeout=timeout, poll_interval=POLL_SECONDS, key=key
+    )
+
+
+def run_approval(place: RunPlace, context: TaskContext) -> None:
+    """Ask, wait, and write the answer as the task's ``decision`` artifact."""
+    task, params = context.task, context.params
+    deadline = _deadline(params["timeout_seconds"])
+    key = pause_key(task.id)
+    model = answer_model(task.id, params, describe(place, context, deadline))
+    announce(
+        place,
+        "requested",
+        task.id,
+        options=list(params["options"]),
+        respondents=list(params["respondents"]),
+        deadline=deadline.isoformat(),
+        mode=params["mode"],
+    )
+    try:
+        answer = _wait(place, context, model, key, deadline)
+    except FlowPauseTimeout:
+        _resume_self(place.flow_run_id)
+        option = params["on_timeout"]
+        skipped = [] if option == FAIL else skipped_by(option, params, task.downstream)
+        announce(place, "timed_out", task.id, on_timeout=option, skipped=skipped)
+        if option == FAIL:
+            raise TaskFailure(
+                f"approval {task.id!r} was not answered within {params['timeout_seconds']:g} s"
+            ) from None
+        decision = _decision(place, task, option, {}, "", timed_out=True, skipped=skipped)
+    else:
+        checked = check_answer(model, answer.model_dump(by_alias=True))
+        option, respondent = str(checked.option), str(checked.respondent)  # type: ignore[attr-defined]
+        allowed = params["respondents"]
+        if allowed and respondent not in allowed:
+            raise TaskFailure(f"approval {task.id!r}: {respondent!r} may not answer it")
+        data = form_data(checked)
+        skipped = skipped_by(option, params, task.downstream)
+        announce(
+            place,
+            "given",
+            task.id,
+            option=option,
+            respondent=respondent,
+            data=data,
+            skipped=skipped,
+        )
+        decision = _decision(
+            place, task, option, data, respondent, timed_out=False, skipped=skipped
+        )
+    context.outputs[DECISION].write_text(
+        json.dumps(decision, sort_keys=True, indent=2) + "\n", encoding="utf-8"
+    )
+
+
+def _decision(
+    place: RunPlace,
+    task: GraphTask,
+    option: str,
+    data: Mapping[str, Any],
+    respondent: str,
+    *,
+    timed_out: bool,
+    skipped: list[str],
+) -> dict[str, Any]:
+    return {
+        "approval": task.id,
+        "plan": place.plan,
+        "flow_run_id": place.flow_run_id,
+        "option": option,
+        "data": dict(data),
+        "respondent": respondent or None,
+        "answered_at": dt.datetime.now(dt.UTC).isoformat(),
+        "timed_out": timed_out,
+        "skipped": skipped,
+    }
+
+
+def skip_reason(spec: GraphTask, upstream: Mapping[str, Any]) -> str | None:
+    """Why a task is skipped: an upstream task was skipped, or an upstream approval's answer
+    did not choose it; ``None`` when it runs."""
+    for name, output in sorted(upstream.items()):
+        if isinstance(output, Skipped):
+            return f"skipped: upstream {name!r} was skipped"
+    for gate in spec.approvals:
+        output = upstream.get(gate)
+        if not isinstance(output, TaskOutput) or DECISION not in output.artifacts:
+            continue
+        decision = json.loads(Path(output.artifacts[DECISION].path).read_text(encoding="utf-8"))
+        if spec.id in decision["skipped"]:
+            how = "the deadline" if decision["timed_out"] else repr(decision["respondent"])
+            return f"skipped: {gate!r} was answered {decision['option']!r} by {how}"
+    return None
+
+
+def skipped_state(task_id: str, reason: str) -> State:
+    """The final state of a skipped task: completed, named ``Skipped``."""
+    return Completed(name=SKIPPED, message=reason, data=Skipped(task_id, reason))
