@@ -344,7 +344,8 @@ class JetStreamBus:
             return self._publish_waiting(event)
         with self._lock:
             if self._spooling or self._closed or not self.connected:
-                self._spooling = True
+                if not self._spooling:  # the events in flight go first
+                    self._give_up("the bus is not connected")
                 return self._to_spool(event)
             if event.id in self._recent:
                 self.duplicates += 1

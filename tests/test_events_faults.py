@@ -264,6 +264,32 @@ def test_a_broken_connection_holding_unsent_events_keeps_the_publish_order(
             proxy.close()
 
 
+def test_events_published_as_the_connection_breaks_keep_their_order(tmp_path: Path) -> None:
+    """Events published while the client learns that its connection broke: those it spools at
+    once must not go before the ones still in flight, which it spools as it gives up on them.
+    The moment is a race, so several rounds."""
+    need_binary()
+    with own_server(tmp_path) as server:
+        proxy = Proxy(server.port)
+        try:
+            for round_ in range(10):
+                settings = private_settings(proxy.url, tmp_path / f"spool{round_}")
+                bus = JetStreamBus(settings.with_(publish_timeout=5.0))
+                evs = _events(600, run=f"r{round_}")
+                try:
+                    proxy.hold()  # in flight, unacknowledged
+                    assert {bus.publish(e) for e in evs[:100]} == {"published"}
+                    proxy.cut()
+                    assert {bus.publish(e) for e in evs[100:]} <= {"published", "spooled"}
+                    wait_until(lambda b=bus: b.in_flight == 0, 30, "the events in flight spooled")
+                    assert bus.wait_flushed(60)
+                finally:
+                    bus.close()
+                assert_same_order(_stored(settings.with_(servers=(server.url,))), evs)
+        finally:
+            proxy.close()
+
+
 def test_cluster_of_three_loses_nothing_when_the_stream_leader_dies(tmp_path: Path) -> None:
     need_binary()
     with own_cluster(tmp_path) as servers:
