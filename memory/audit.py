@@ -50,6 +50,7 @@ ACTIONS = (
     "artifact.stored",
     "compile",
     "deploy",
+    "escalation.recorded",
     "keys.rotated",
     "run.cancelled",
     "run.completed",

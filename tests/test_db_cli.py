@@ -34,12 +34,16 @@ def ok(env: dict[str, str], *args: str) -> str:
 def test_db_and_tenants_on_the_sqlite_default(tmp_path: Path) -> None:
     env = {"PLAN2FLOW_HOME": str(tmp_path / "home")}
     assert ok(env, "db", "current").startswith("base (not migrated")
-    assert "upgraded from base to 0002_tenant_isolation" in ok(env, "db", "upgrade")
-    assert "is at 0002_tenant_isolation already" in ok(env, "db", "upgrade")
-    assert ok(env, "db", "current") == "0002_tenant_isolation (head)\n"
+    assert "upgraded from base to 0003_escalations" in ok(env, "db", "upgrade")
+    assert "is at 0003_escalations already" in ok(env, "db", "upgrade")
+    assert ok(env, "db", "current") == "0003_escalations (head)\n"
     history = ok(env, "db", "history").splitlines()
-    assert [line.split()[0] for line in history] == ["0001_tables", "0002_tenant_isolation"]
-    assert "(head)" in history[1]
+    assert [line.split()[0] for line in history] == [
+        "0001_tables",
+        "0002_tenant_isolation",
+        "0003_escalations",
+    ]
+    assert "(head)" in history[2]
 
     assert ok(env, "tenants", "create", "acme") == "created tenant acme\n"
     listed = ok(env, "tenants", "list").splitlines()
@@ -49,7 +53,7 @@ def test_db_and_tenants_on_the_sqlite_default(tmp_path: Path) -> None:
     assert all(row["created"].endswith("+00:00") for row in rows)
 
     downgraded = ok(env, "db", "downgrade", "base")
-    assert "downgraded from 0002_tenant_isolation to base" in downgraded
+    assert "downgraded from 0003_escalations to base" in downgraded
     assert ok(env, "db", "current").startswith("base")
 
 

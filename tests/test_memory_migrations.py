@@ -1,6 +1,7 @@
 """The metadata database's migrations: upgrade, downgrade and upgrade again on SQLite and on
 PostgreSQL, where the second revision turns row-level security on and grants the application
-role exactly what it may do; the tables they make are the models' tables."""
+role exactly what it may do, and the third adds the escalation records under the same rules;
+the tables they make are the models' tables."""
 
 from __future__ import annotations
 
@@ -19,21 +20,26 @@ from plan2flow.memory.db import migrate
 from plan2flow.memory.db.models import TENANT_TABLES
 
 TABLES = {"tenants", *TENANT_TABLES}
+FIRST_TABLES = {"tenants", "runs", "artifacts", "audit_entries"}
+"""The tables of revisions 1 and 2; revision 3 adds escalations."""
 COMMANDS = {"SELECT", "INSERT", "UPDATE", "DELETE"}
 APP_GRANTS = {
     ("tenants", "SELECT"),
     *((table, command) for table in ("runs", "artifacts") for command in COMMANDS),
     ("audit_entries", "SELECT"),
     ("audit_entries", "INSERT"),
+    ("escalations", "SELECT"),
+    ("escalations", "INSERT"),
 }
+REVISIONS = ["0001_tables", "0002_tenant_isolation", "0003_escalations"]
 
 
 def test_history_lists_the_revisions_oldest_first() -> None:
     revisions = migrate.history()
-    assert [r.id for r in revisions] == ["0001_tables", "0002_tenant_isolation"]
-    assert [r.parent for r in revisions] == [None, "0001_tables"]
-    assert [r.is_head for r in revisions] == [False, True]
-    assert migrate.head() == "0002_tenant_isolation"
+    assert [r.id for r in revisions] == REVISIONS
+    assert [r.parent for r in revisions] == [None, *REVISIONS[:-1]]
+    assert [r.is_head for r in revisions] == [False, False, True]
+    assert migrate.head() == "0003_escalations"
     assert all(r.message for r in revisions)
 
 
@@ -63,9 +69,12 @@ def test_sqlite_upgrades_downgrades_and_upgrades_again(tmp_path: Path) -> None:
     assert migrate.current(url) == migrate.head()
     assert _tables(url) == TABLES
     assert _differences(url) == []
+    migrate.downgrade(url, "0002_tenant_isolation")
+    assert migrate.current(url) == "0002_tenant_isolation"
+    assert _tables(url) == FIRST_TABLES
     migrate.downgrade(url, "0001_tables")  # nothing to undo on SQLite
     assert migrate.current(url) == "0001_tables"
-    assert _tables(url) == TABLES
+    assert _tables(url) == FIRST_TABLES
     migrate.downgrade(url, "base")
     assert migrate.current(url) is None
     assert _tables(url) == set()
@@ -144,9 +153,17 @@ def test_postgresql_upgrades_downgrades_and_upgrades_again(
         assert state["grants"] == APP_GRANTS
         assert state["app_on_alembic_version"] is False
 
+        migrate.downgrade(admin, "0002_tenant_isolation")
+        assert migrate.current(admin) == "0002_tenant_isolation"
+        assert _tables(admin) == FIRST_TABLES
+        before = _isolation(pg, pg_database)
+        assert set(before["rls"]) == FIRST_TABLES - {"tenants"}
+        assert {t for t, _, _, _ in before["policies"]} == FIRST_TABLES - {"tenants"}
+        assert before["grants"] == {g for g in APP_GRANTS if g[0] != "escalations"}
+
         migrate.downgrade(admin, "0001_tables")
         assert migrate.current(admin) == "0001_tables"
-        assert _tables(admin) == TABLES
+        assert _tables(admin) == FIRST_TABLES
         undone = _isolation(pg, pg_database)
         assert (undone["rls"], undone["policies"], undone["checks"]) == ({}, [], [])
         assert undone["grants"] == set()

@@ -31,8 +31,13 @@ INSERT = {
     "audit_entries": "INSERT INTO audit_entries (id, tenant, seq, time, actor, action, subject, "
     "detail, prev_hash, hash) VALUES (%(id)s, %(tenant)s, %(seq)s, now(), 'me', 'x', 's', '{}', "
     "'p', 'h')",
+    "escalations": "INSERT INTO escalations (id, tenant, plan, run_id, task_id, outcome, "
+    "tier_reached, reason, threshold, variants, prompt_tokens, completion_tokens, cost_usd, "
+    "estimated, redactions, seconds, created) VALUES (%(id)s, %(tenant)s, 'p', 'r', 't', 'kept', "
+    "'remote', 'why', 0.8, '[]', 1, 1, 0.0, false, '{}', 1.0, now())",
 }
-EDITABLE = ("runs", "artifacts")  # audit_entries is append-only for the application
+EDITABLE = ("runs", "artifacts")  # audit_entries and escalations are journals: insert and read
+JOURNALS = ("audit_entries", "escalations")
 _seq = itertools.count(1)
 
 
@@ -178,18 +183,19 @@ def test_an_upsert_on_another_tenants_id_fails(seeded: Seeded) -> None:
     assert seeded.query(seeded.b, "SELECT plan FROM runs WHERE id = %(id)s", id=b_id) == [("p",)]
 
 
-def test_the_audit_journal_is_append_only_for_the_application(seeded: Seeded) -> None:
+@pytest.mark.parametrize("table", JOURNALS)
+def test_the_journals_are_append_only_for_the_application(seeded: Seeded, table: str) -> None:
     a = seeded.a
     for sql in (
-        "UPDATE audit_entries SET actor = 'x'",
-        "UPDATE audit_entries SET actor = 'x' WHERE tenant = %(t)s",
-        "DELETE FROM audit_entries",
-        "DELETE FROM audit_entries WHERE tenant = %(t)s",
-        "TRUNCATE audit_entries",
+        "UPDATE {t} SET tenant = %(t)s",
+        "UPDATE {t} SET tenant = %(t)s WHERE tenant = %(t)s",
+        "DELETE FROM {t}",
+        "DELETE FROM {t} WHERE tenant = %(t)s",
+        "TRUNCATE {t}",
     ):
         with pytest.raises(pg_errors.InsufficientPrivilege, match="permission denied"):
-            seeded.execute(a, sql, t=a)
-    assert seeded.query(a, "SELECT count(*) FROM audit_entries") == [(3,)]
+            seeded.execute(a, sql.format(t=table), t=a)
+    assert seeded.query(a, f"SELECT count(*) FROM {table}") == [(3,)]
 
 
 # --- escaping ----------------------------------------------------------------------------

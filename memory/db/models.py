@@ -135,5 +135,41 @@ class AuditEntry(SQLModel, table=True):
     hash: str = Field(max_length=64)
 
 
-TENANT_TABLES = ("runs", "artifacts", "audit_entries")
+class EscalationRow(SQLModel, table=True):
+    """One escalation of a code-producing task: the tier it reached and why, the winner, every
+    variant's score breakdown, tokens and cost. Redactions are counts per entity type, never a
+    value. On PostgreSQL the application role may only INSERT and SELECT: a journal."""
+
+    __tablename__ = "escalations"
+    __table_args__ = (
+        sa.Index("ix_escalations_tenant_created", "tenant", "created", "id"),
+        sa.Index("ix_escalations_tenant_plan_run", "tenant", "plan", "run_id"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant: str = Field(max_length=63)
+    plan: str = ""
+    run_id: str = ""
+    """The flow run's id as the runtime knows it (``local`` outside a flow run)."""
+    task_id: str = ""
+    outcome: str = Field(max_length=16)
+    tier_reached: str = Field(max_length=16)
+    reason: str = ""
+    threshold: float = Field(sa_type=sa.Float)
+    winner: str | None = Field(default=None, max_length=64)
+    winner_score: float | None = Field(default=None, sa_type=sa.Float)
+    model: str | None = None
+    variants: list[dict[str, Any]] = Field(default_factory=list, sa_type=sa.JSON)
+    """Every variant: label, tier, model, score, signal values, tests, tokens, cost, problem."""
+    prompt_tokens: int = Field(default=0, ge=0, sa_type=sa.BigInteger)
+    completion_tokens: int = Field(default=0, ge=0, sa_type=sa.BigInteger)
+    cost_usd: float = Field(default=0.0, ge=0, sa_type=sa.Float)
+    estimated: bool = False
+    """Some variant's tokens (and so the cost) are estimated: its server reported no usage."""
+    redactions: dict[str, int] = _json()
+    seconds: float = Field(default=0.0, sa_type=sa.Float)
+    created: datetime = _timestamp()
+
+
+TENANT_TABLES = ("runs", "artifacts", "audit_entries", "escalations")
 """The tables under row-level security (every one with a ``tenant`` column)."""
