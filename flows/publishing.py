@@ -56,8 +56,15 @@ def emit(
 
 def relay_for(bus: EventBus) -> RelayEndpoint | None:
     """Where the run's tasks in other processes send their events: this process's relay into
-    its in-process bus; None for the other buses, which every process reaches by itself."""
-    return process_relay().endpoint if isinstance(bus, InProcessBus) else None
+    its in-process bus; None for the other buses, which every process reaches by itself (and
+    when the relay cannot start: those tasks' events then stay in their processes)."""
+    if not isinstance(bus, InProcessBus):
+        return None
+    try:
+        return process_relay().endpoint
+    except Exception:
+        LOGGER.exception("plan2flow: the event relay did not start")
+        return None
 
 
 def _publish(place: RunPlace, bus: EventBus, events: Iterable[Event]) -> None:
