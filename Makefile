@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 # The top-level parts, each installed as `plan2flow.<part>`.
-PARTS := compiler flows agents events server cli home memory escalation
+PARTS := compiler flows agents events server cli home memory escalation observability
 # uv installs exactly uv.lock (see docs/development.md); it is itself pinned and kept in .tools.
 UV_VERSION := 0.13.9
 TOOLS := .tools
@@ -33,17 +33,18 @@ $(STAMP): pyproject.toml uv.lock | $(UV)
 
 install: $(STAMP)
 
-# Debian's Chromium (the Prefect UI test) and Graphviz (`plan2flow graph -f svg`); no browser download.
+# Debian's Chromium (the Prefect UI test), Graphviz (`plan2flow graph -f svg`) and Prometheus
+# (prometheus and promtool load deploy/observability/ in the tests); no browser download.
 system-deps:
-	@command -v chromium >/dev/null && command -v dot >/dev/null || { \
+	@command -v chromium >/dev/null && command -v dot >/dev/null && command -v promtool >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing Debian packages: chromium graphviz"; \
+	    echo "installing Debian packages: chromium graphviz prometheus"; \
 	    export DEBIAN_FRONTEND=noninteractive; \
-	    apt-get install -y -qq --no-install-recommends chromium graphviz >/dev/null 2>&1 || \
+	    apt-get install -y -qq --no-install-recommends chromium graphviz prometheus >/dev/null 2>&1 || \
 	      { apt-get update -qq >/dev/null && \
-	        apt-get install -y -qq --no-install-recommends chromium graphviz >/dev/null; }; \
+	        apt-get install -y -qq --no-install-recommends chromium graphviz prometheus >/dev/null; }; \
 	  else \
-	    echo "chromium or graphviz is missing: their tests skip (and fail under CI=true)"; \
+	    echo "chromium, graphviz or prometheus is missing: their tests skip (and fail under CI=true)"; \
 	  fi; }
 
 demo: install

@@ -59,6 +59,7 @@ ROOT_ERRORS = (
     ("plan2flow.escalation.errors", "EscalationError"),
     ("plan2flow.events.errors", "EventError"),
     ("plan2flow.memory.errors", "MemoryStoreError"),
+    ("plan2flow.observability.errors", "ObservabilityError"),
     ("plan2flow.server.errors", "OperationError"),
 )
 """The root error of every part; each carries its exit status and says itself in one line.

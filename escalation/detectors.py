@@ -17,6 +17,8 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
+from plan2flow.observability.secrets import API_KEYS, ENV_LINE, PRIVATE_KEY
+
 SECRET = "SECRET"
 EMAIL = "EMAIL"
 IP_ADDRESS = "IP_ADDRESS"
@@ -35,17 +37,10 @@ class Finding:
 
 Detector = Callable[[str], Iterator[Finding]]
 
-_PRIVATE_KEY = re.compile(
-    r"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----[\s\S]*?-----END \1PRIVATE KEY-----"
-)
-_SECRET_NAME = r"[A-Z0-9_]*(?:KEY|TOKEN|SECRET|PASSWORD|PASSWD|PWD|CREDENTIALS?|AUTH)[A-Z0-9_]*"
-_ENV_LINE = re.compile(
-    rf"(?m)^[ \t]*(?:export[ \t]+)?({_SECRET_NAME})[ \t]*=[ \t]*(['\"]?)([^\s'\"#]{{4,}})\2"
-)
-_KEYS = re.compile(
-    r"(?<![\w-])(?:sk-[A-Za-z0-9_-]{16,}|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,}"
-    r"|github_pat_[A-Za-z0-9_]{22,}|xox[abprs]-[A-Za-z0-9-]{10,})"
-)
+# One definition of a secret's shape, shared with the log redaction (plan2flow.observability).
+_PRIVATE_KEY = PRIVATE_KEY
+_ENV_LINE = ENV_LINE
+_KEYS = API_KEYS
 _EMAIL = re.compile(
     r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
 )

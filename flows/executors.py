@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from plan2flow.observability import tracing
+
 from .errors import AgentNotRegisteredError, TaskFailure
 from .graph import GraphTask
 from .templates import as_text, env_name
@@ -81,7 +83,12 @@ def run_shell(context: TaskContext) -> None:
         if not cwd.is_relative_to(context.workdir.resolve()):
             raise TaskFailure(f"cwd {params['cwd']!r} leaves the task's workspace")
         cwd.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **params.get("env", {}), **_shell_variables(context)}
+    env = {
+        **os.environ,
+        **params.get("env", {}),
+        **_shell_variables(context),
+        **tracing.subprocess_env(),
+    }
     stdout, stderr = context.logs_dir / "stdout.txt", context.logs_dir / "stderr.txt"
     with open(stdout, "wb") as out, open(stderr, "wb") as err:
         try:
@@ -217,7 +224,8 @@ def resolve_agent(task: GraphTask) -> Executor:
             plan=task.plan,
         )
         try:
-            result = agent.execute(request)
+            with tracing.span(f"agent {slug}", attributes={"plan2flow.agent": slug}):
+                result = agent.execute(request)
         except Exception as error:
             raise TaskFailure(
                 f"task {task.id!r}: agent '{slug}/{document}' raised "

@@ -36,7 +36,7 @@ from plan2flow.events import default_tenant, from_env
 from plan2flow.home import plan2flow_home
 from plan2flow.memory.audit import actor
 
-from . import approval_events, approvals
+from . import approval_events, approvals, observing
 from .artifacts import Attempts, TaskOutput, digest_path
 from .caching import PlanTaskCache, cache_key
 from .errors import StaleModuleError, TaskFailure
@@ -97,6 +97,7 @@ __all__ = [
 RETRY_JITTER = 0.1
 """Retry delays double from the task's ``retry_delay_seconds`` and vary by up to this share."""
 LOGGER = logging.getLogger("plan2flow.runtime")
+observing.configure_logs()  # Prefect's loggers are set up by now: ECS lines from here on
 CANCEL_FLUSH_SECONDS = 2.0
 DONE = frozenset({"Completed", "Cached", approvals.SKIPPED})
 """The final states of a task that let the run complete (``Skipped``: not chosen by an answer)."""
@@ -225,6 +226,7 @@ class Run:
         )
         self.release()
         seconds = time.monotonic() - self.began
+        observing.run_ended(self.place, None if ok else "tasks did not complete")
         if ok:
             emit(
                 self.place,
@@ -263,6 +265,7 @@ def start(module_file: str, graph_file: str, graph_hash: str, params: Mapping[st
     run = Run(graph, params, flow_run_id)
     discard_stale_staging(run.artifact_root, run.workspace.parent)
     run.memory = begin_run(run.place, params, actor())
+    observing.run_began(run.place, params)
     if run.options.on_start is not None:
         run.options.on_start(flow_run_id)
     emit(
@@ -578,7 +581,8 @@ def plan_task(
         key = cache_key(run.plan, task_id, spec.hash, upstream, values)
         if key is None:
             raise TaskFailure(f"task {task_id!r}: a parameter value has no JSON form")
-        output = _execute(run, spec, key, upstream, values)
+        with observing.task_scope(run, task_id, spec.type, attempt):
+            output = _execute(run, spec, key, upstream, values)
     except BaseException as error:
         setattr(error, ATTEMPTS_ATTRIBUTE, Attempts(attempt, started, time.time()))
         note_failure(task_run_id, error)

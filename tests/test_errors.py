@@ -19,6 +19,7 @@ ROOTS = {
     "plan2flow.agents": ("plan2flow.agents.errors", "AgentError"),
     "plan2flow.escalation": ("plan2flow.escalation.errors", "EscalationError"),
     "plan2flow.events": ("plan2flow.events.errors", "EventError"),
+    "plan2flow.observability": ("plan2flow.observability.errors", "ObservabilityError"),
     "plan2flow.server": ("plan2flow.server.errors", "OperationError"),
 }
 
