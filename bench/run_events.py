@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/run_events.py N [--rounds R] [--workers W] [--url nats://127.0.0.1:4222]
+    python bench/run_events.py N [--rounds R] [--workers W] [--url nats://127.0.0.1:4222 [--wait]]
 
 The plan is the layered plan of ``bench/run_overhead.py`` (N ``noop`` tasks, seed 42,
 ``max_parallelism`` W, 10 by default), run as ``plan2flow run --no-cache`` runs it. Three
@@ -13,7 +13,10 @@ one untimed warm-up run of each:
 * ``memory``: the in-process bus (the default), with one subscriber (``plan2flow.>``) whose
   handler counts the events in a thread of its own;
 * ``nats`` (only with ``--url``): NATS JetStream, private streams (deleted at the end), acks
-  checked in the background and ``flush()`` at the end of the run, as the runtime does.
+  checked in the background (the default) and ``flush()`` at the end of the run, as the runtime
+  does;
+* ``nats_wait`` (with ``--url`` and ``--wait``): the same with ``PLAN2FLOW_EVENTS_ACKS=wait``,
+  each publish waiting for its ack.
 
 Each task run publishes ``task.started`` and ``task.completed`` (a ``noop`` task has no
 artifact), the run ``flow.started`` and ``flow.completed``: 2 N + 2 events, checked. The Prefect
@@ -75,13 +78,25 @@ def private_streams(url: str) -> dict[str, str]:
 
 
 def set_variant(name: str, nats_env: dict[str, str]) -> None:
-    """Point ``plan2flow.events.from_env`` at the variant's bus (it reads the environment)."""
-    for variable in ("PLAN2FLOW_EVENTS", *nats_env):
+    """Point ``plan2flow.events.from_env`` at the variant's bus (it reads the environment), and
+    make that bus now, outside the timed run (the NATS bus of the other acks goes)."""
+    from plan2flow.events import bus as bus_module
+    from plan2flow.events import from_env
+
+    for variable in ("PLAN2FLOW_EVENTS", "PLAN2FLOW_EVENTS_ACKS", *nats_env):
         os.environ.pop(variable, None)
     if name == "off":
         os.environ["PLAN2FLOW_EVENTS"] = "off"
-    elif name == "nats":
-        os.environ.update(nats_env)
+    elif name in NATS_VARIANTS:
+        os.environ.update(nats_env, PLAN2FLOW_EVENTS_ACKS=NATS_VARIANTS[name])
+        url = nats_env["PLAN2FLOW_EVENTS_URL"]
+        made = bus_module._NATS_BUSES.get(url)
+        if made is not None and made.stats()["acks"] != NATS_VARIANTS[name]:
+            bus_module._NATS_BUSES.pop(url).close()
+    from_env()
+
+
+NATS_VARIANTS = {"nats": "background", "nats_wait": "wait"}
 
 
 def delete_streams(nats_env: dict[str, str]) -> None:
@@ -111,13 +126,16 @@ def measure(
     directory: Path,
     max_workers: int = 10,
     url: str | None = None,
+    wait: bool = False,
 ) -> dict[str, Any]:
     """Warm up, then time each variant `rounds` times, alternating; the figures as a dict."""
     from plan2flow.events import process_bus
 
     overhead = _run_overhead()
     flow, _ = overhead.build_generated(directory, overhead.plan_text(n, max_workers))
-    variants = ("off", "memory", "nats") if url else ("off", "memory")
+    variants: tuple[str, ...] = ("off", "memory")
+    if url:
+        variants += ("nats", "nats_wait") if wait else ("nats",)
     nats_env = private_streams(url) if url else {}
     counted = [0]
     lock = threading.Lock()
@@ -163,7 +181,7 @@ def measure(
         "budget_percent": BUDGET_PERCENT,
     }
     if stored is not None:
-        expected = (rounds + 1) * (2 * n + 2)
+        expected = (rounds + 1) * (2 * n + 2) * (len(variants) - 2)
         if stored != expected:
             raise RuntimeError(f"the stream holds {stored} events, the runs published {expected}")
         report["nats_stored"] = stored
@@ -202,6 +220,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds (default: 3)")
     parser.add_argument("--workers", type=int, default=10, help="max_parallelism (default: 10)")
     parser.add_argument("--url", default=None, help="a NATS server with JetStream")
+    parser.add_argument(
+        "--wait", action="store_true", help="with --url, also NATS with each publish waiting"
+    )
     args = parser.parse_args(argv)
     if args.n < 1 or args.rounds < 1 or args.workers < 1:
         parser.error("N, --rounds and --workers must be at least 1")
@@ -209,7 +230,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     home = overhead.temporary_home("p2f-bench-events-")
     overhead.configure_environment(home)
     report = measure(
-        args.n, args.rounds, directory=home / "build", max_workers=args.workers, url=args.url
+        args.n,
+        args.rounds,
+        directory=home / "build",
+        max_workers=args.workers,
+        url=args.url,
+        wait=args.wait,
     )
     report = {"python": sys.version.split()[0], "prefect": overhead._prefect_version(), **report}
     print(json.dumps(report))
