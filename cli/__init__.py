@@ -27,6 +27,7 @@ from . import (  # noqa: F401
     golden_commands,
     graph_commands,
     keys_commands,
+    metrics_commands,
     run_command,
     server_commands,
 )

@@ -31,11 +31,21 @@ def run(
         bool, typer.Option("--no-cache", help="Run every task, even those that already succeeded.")
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs.")] = False,
+    metrics_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--metrics-file",
+            help="Write the run's metrics here (Prometheus text, for node-exporter's textfile "
+            "collector), atomically.",
+        ),
+    ] = None,
 ) -> None:
     """Run a plan with Prefect: ephemeral by default, on a server when PREFECT_API_URL is set."""
     console, err = consoles()
     try:
         code = _run(target, param or [], max_parallel, no_cache, verbose, console, err)
+        if metrics_file is not None:
+            _write_metrics(metrics_file, err)
     except KeyboardInterrupt:  # before the run started: nothing to cancel
         say(err, "plan2flow: interrupted (SIGINT): nothing was run")
         raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -84,6 +94,20 @@ def _run(
     except Interrupted as stop:
         say(err, f"plan2flow: {stop}")
         _end_now(stop.status)
+
+
+def _write_metrics(path: Path, err: Console) -> None:
+    from plan2flow.observability import process_metrics
+    from plan2flow.observability.feed import settle
+    from plan2flow.observability.textfile import write_textfile
+
+    metrics = process_metrics()
+    settle(metrics)
+    try:
+        write_textfile(path, metrics.registry)
+    except OSError as error:
+        say(err, f"plan2flow: cannot write metrics to {path}: {error.strerror or error}")
+        raise typer.Exit(EXIT_USAGE) from None
 
 
 def _end_now(status: int) -> NoReturn:

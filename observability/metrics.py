@@ -324,20 +324,30 @@ class BusCollector(Collector):
         yield dropped
 
 
-class DlqCollector(Collector):
-    """The dead-letter queue's size, read at each scrape (NATS only)."""
+class StreamCollector(Collector):
+    """The JetStream side, read at each scrape: the dead-letter queue's size, the stream's
+    messages and each durable consumer's backlog (``None`` from `stats`: nothing to report)."""
 
-    def __init__(self, size: Callable[[], int | None]) -> None:
-        self.size = size
+    def __init__(self, stats: Callable[[], Mapping[str, Any] | None]) -> None:
+        self.stats = stats
 
     def collect(self) -> Iterable[Any]:
-        family = GaugeMetricFamily(
-            "plan2flow_event_dlq_messages", "Messages in the dead-letter queue"
+        stats = self.stats()
+        dlq = GaugeMetricFamily("plan2flow_event_dlq_messages", "Messages in the dead-letter queue")
+        stream = GaugeMetricFamily(
+            "plan2flow_event_stream_messages", "Events kept in the JetStream stream"
         )
-        value = self.size()
-        if value is not None:
-            family.add_metric([], float(value))
-        yield family
+        pending = GaugeMetricFamily(
+            "plan2flow_event_consumer_pending",
+            "Events a durable consumer has not handled yet",
+            labels=["consumer"],
+        )
+        if stats is not None:
+            dlq.add_metric([], float(stats["dlq"]["messages"]))
+            stream.add_metric([], float(stats["stream"]["messages"]))
+            for consumer in stats["consumers"]:
+                pending.add_metric([str(consumer["name"])], float(consumer["pending"]))
+        yield from (dlq, stream, pending)
 
 
 _PROCESS: RunMetrics | None = None
