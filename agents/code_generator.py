@@ -2,15 +2,19 @@
 
 Local and deterministic (jinja2 with StrictUndefined, sorted inputs): the same spec always gives
 the same files. A function without a body cannot be derived from templates: the agent reports
-it with quality 0. When the task's plan declares an escalation policy and the quality is below
-its threshold, the escalation chain (:mod:`plan2flow.escalation`) takes over: models write the
-missing bodies as competing variants, and the best one, by the tests it passes, is kept.
+it with quality 0. When the task's plan declares an escalation policy, the escalation chain
+(:mod:`plan2flow.escalation`) takes over: models write the missing bodies as competing variants,
+and the best one, by the tests it passes, is kept. With a policy the agent also runs the checks
+of the validate and test tasks that take its code (:mod:`.downstream`) on the template's code
+and on every variant that could be kept: code failing them goes to the chain with their output,
+and no variant failing them is kept, so those tasks get code that passes them.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+import shutil
 import textwrap
 from importlib import resources
 from pathlib import Path
@@ -24,6 +28,10 @@ from plan2flow.compiler.spec.params import GenerateCodeParams
 from .base import AgentBlock
 from .confine import inside, refusing, require
 from .contract import AgentRequest, AgentResult, Outcome
+from .downstream import Check, downstream_check
+
+FINDINGS_FROM_CHECKS = 10
+"""Lines of a failing downstream check kept in the findings of a failed escalation."""
 
 
 @functools.cache
@@ -125,6 +133,10 @@ class CodeGeneratorAgent(AgentBlock):
                 return _escalated(request, spec, default_module, out, problem)
             return AgentResult(outcome=Outcome.FAILED, findings=[problem], quality=0.0)
         require(module_problem(module))
+        if request.escalation is not None:
+            failure = _failed_checks(request, files)
+            if failure is not None:
+                return _escalated(request, spec, default_module, out, failure, files=files)
         for name, text in sorted(files.items()):
             inside(out, name).write_text(text, encoding="utf-8")
         return AgentResult(
@@ -153,11 +165,52 @@ def _dependencies(request: AgentRequest) -> tuple[tuple[Path, ...], dict[str, st
     return paths, code
 
 
+def _check_of(request: AgentRequest) -> Check | None:
+    """The checks of the validate and test tasks that take this task's code."""
+    dependencies = {n: p for n, p in sorted(request.inputs.items()) if n.startswith("dep_")}
+    return downstream_check(request.checks, dependencies, request.task_id)
+
+
+def _failed_checks(request: AgentRequest, files: dict[str, str]) -> str | None:
+    """The template's code run through the downstream checks: their failure, or None."""
+    check = _check_of(request)
+    if check is None:
+        return None
+    directory = Path(request.workspace) / "escalation" / "template"
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    for name, text in sorted(files.items()):
+        inside(directory, name).write_text(text, encoding="utf-8")
+    return check(directory)
+
+
+def _feedback(module: str, files: dict[str, str], failure: str) -> str:
+    """What the model reads about code that fails the downstream checks: the code and why."""
+    return (
+        f"The current code of `{module}` fails the checks of the steps after this one; write "
+        "every function's body again so that they pass.\n"
+        f"```python\n{files[f'{module}.py'].rstrip()}\n```\n{failure}"
+    )
+
+
+def _without_bodies(spec: dict[str, Any]) -> dict[str, Any]:
+    functions = [{**f, "body": None} for f in spec.get("functions", [])]
+    return {**spec, "functions": functions}
+
+
 def _escalated(
-    request: AgentRequest, spec: dict[str, Any], default_module: str, out: Path, problem: str
+    request: AgentRequest,
+    spec: dict[str, Any],
+    default_module: str,
+    out: Path,
+    problem: str,
+    *,
+    files: dict[str, str] | None = None,
 ) -> AgentResult:
-    """The template's result was not good enough: run the escalation chain and keep its winner,
-    or report the tier it reached and why."""
+    """The template's result was not good enough (no body, or ``files`` that fail the
+    downstream checks with ``problem``): run the escalation chain and keep its winner, or report
+    the tier it reached and why."""
     from plan2flow.escalation import (
         CodeTask,
         EscalationError,
@@ -169,16 +222,24 @@ def _escalated(
     module = spec.get("module") or default_module
     require(module_problem(module))
     paths, code = _dependencies(request)
+    asked = {**spec, "module": module}
+    feedback = ""
+    if files is not None:
+        asked, feedback = _without_bodies(asked), _feedback(module, files, problem)
     task = CodeTask(
         task_id=request.task_id,
-        spec={**spec, "module": module},
+        spec=asked,
         render=lambda filled: render_component(dict(filled), default_module)[1],
         dependency_paths=paths,
         dependencies=code,
         plan=request.plan,
         flow_run_id=request.correlation_id,
+        check=_check_of(request),
+        feedback=feedback,
     )
     local = Variant("0-local-1", "local", problem=problem)
+    if files is not None:
+        local = Variant("0-local-1", "local", files=files, checks=problem, checked=True)
     try:
         result = escalate(
             task,
@@ -187,7 +248,8 @@ def _escalated(
             local=local,
         )
     except EscalationError as error:
-        return AgentResult(outcome=Outcome.FAILED, findings=[problem, str(error)], quality=0.0)
+        findings = [*problem.splitlines()[:FINDINGS_FROM_CHECKS], str(error)]
+        return AgentResult(outcome=Outcome.FAILED, findings=findings, quality=0.0)
     winner = result.winner
     assert winner is not None and winner.files is not None  # a kept result has its files
     for name, text in sorted(winner.files.items()):
@@ -201,7 +263,7 @@ def _escalated(
             "escalation_variants": float(len(result.variants)),
             "escalation_cost_usd": result.cost_usd,
         },
-        findings=[f"escalated: {problem}"],
+        findings=[f"escalated: {line}" for line in problem.splitlines()[:1]],
         log_excerpt=(
             f"escalated to the {result.tier_reached} tier: kept {winner.label} "
             f"({winner.model}, score {winner.score:.3f}) for module {module}"

@@ -38,6 +38,10 @@ class AgentRequest(_Model):
     """The task's escalation policy as its TaskGraph records it; None when it has none."""
     plan: str = ""
     """The plan's name, for the escalation journal and events."""
+    checks: list[dict[str, Any]] = []
+    """The steps that check this task's output after it (``{"type": "validate" | "test",
+    "params": ...}``): a code generator whose plan declares escalation runs them first and
+    feeds their failures to the chain."""
 
 
 class Outcome(enum.StrEnum):

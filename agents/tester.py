@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ElementTree
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,7 +23,7 @@ from .contract import AgentRequest, AgentResult, Outcome
 _VERSION = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 
-def _interpreter(version: str | None) -> str | None:
+def interpreter(version: str | None) -> str | None:
     """The Python to test with: this one, or `pythonX.Y` from PATH for another version."""
     if version:
         # `python{version}` is looked up as a command: a '/' would make it a path.
@@ -75,7 +76,12 @@ class TesterAgent(AgentBlock):
 
     @refusing
     def execute(self, request: AgentRequest) -> AgentResult:
-        python = _interpreter(request.params.get("python"))
+        return self.run_tests(request, os.environ)
+
+    def run_tests(self, request: AgentRequest, environ: Mapping[str, str]) -> AgentResult:
+        """Run the tests with ``environ`` as the base of pytest's environment (the task's: the
+        worker's; a candidate's that is not kept yet: one without the worker's variables)."""
+        python = interpreter(request.params.get("python"))
         if python is None:
             return AgentResult(
                 outcome=Outcome.FAILED,
@@ -88,7 +94,7 @@ class TesterAgent(AgentBlock):
         # The component's code first, then the code of the components it depends on.
         paths = [str(code)] + [p for name, p in sorted(request.inputs.items()) if name != "code"]
         env = {
-            **os.environ,
+            **environ,
             "PYTHONPATH": os.pathsep.join(paths),
             "PYTHONDONTWRITEBYTECODE": "1",  # inputs are artifacts: never write into them
         }

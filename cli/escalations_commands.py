@@ -1,9 +1,11 @@
-"""`plan2flow escalations ...`: read the escalation journal (see docs/escalation.md).
+"""`plan2flow escalations ...`: read the escalation records in project memory (see
+docs/escalation.md).
 
 `list` shows one line per escalation, newest last; `show` one escalation with every variant's
 score breakdown; `stats` how each tier and model fares across runs (the A/B view of the
-competing variants). Exit statuses: 0 done; 1 `show` found no record with that id; 2 the
-journal cannot be read.
+competing variants). Each reads one tenant's records (`--tenant`). Exit statuses: 0 done; 1
+`show` found no record with that id; 2 a record that cannot be read, a tenant that is not a DNS
+label or does not exist; 3 the database cannot be reached; 4 the schema is behind.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from .app import app, consoles, say
+from .memory_options import TenantOption, memory_database, resolve_tenant
 
 if TYPE_CHECKING:
     from plan2flow.escalation import EscalationRecord
 
 escalations_app = typer.Typer(
-    help="The escalation journal: what escalated, to which tier, which variant won and what it "
+    help="The escalation records: what escalated, to which tier, which variant won and what it "
     "cost (see docs/escalation.md).",
     no_args_is_help=True,
 )
@@ -55,15 +58,13 @@ def escalations_list(
         typer.Option("--run", help="Only this flow run's (its id).", show_default=False),
     ] = None,
     format: FormatOption = Format.text,
+    tenant: TenantOption = None,
 ) -> None:
     """Every escalation, oldest first: task, tier reached, outcome, winner, cost."""
-    from plan2flow.escalation import journal_path, records
+    from plan2flow.escalation import records
 
-    found = [
-        record
-        for record in records(journal_path())
-        if (plan is None or record.plan == plan) and (run is None or record.flow_run_id == run)
-    ]
+    with memory_database() as database:
+        found = list(records(database, resolve_tenant(tenant), plan=plan, run=run))
     if format is Format.json:
         _print_json([record.model_dump(mode="json", exclude={"variants"}) for record in found])
         return
@@ -72,7 +73,7 @@ def escalations_list(
         winner = f"{record.winner} {_score(record.winner_score)}" if record.winner else "-"
         say(
             out,
-            f"{record.id}  {record.time:%Y-%m-%d %H:%M:%S}  {record.plan}  {record.task_id}  "
+            f"{record.short_id}  {record.time:%Y-%m-%d %H:%M:%S}  {record.plan}  {record.task_id}  "
             f"{record.outcome} at {record.tier_reached}  winner {winner}  "
             f"{len(record.variants)} variants  {record.cost_usd:.6f} USD",
         )
@@ -83,7 +84,7 @@ def escalations_list(
 def _show_text(record: EscalationRecord) -> None:
     out = consoles()[0]
     lines = [
-        f"escalation {record.id}  {record.time:%Y-%m-%d %H:%M:%S %Z}",
+        f"escalation {record.short_id}  {record.time:%Y-%m-%d %H:%M:%S %Z}",
         f"task        {record.task_id} (plan {record.plan}, run {record.flow_run_id or '-'})",
         f"outcome     {record.outcome} at the {record.tier_reached} tier",
         f"why         {record.reason}",
@@ -112,6 +113,9 @@ def _show_text(record: EscalationRecord) -> None:
             lines.append(f"    {values}")
         if variant.problem:
             lines.append(f"    problem: {variant.problem}")
+        if variant.checks:
+            first = variant.checks.splitlines()[:3]
+            lines.append("    downstream checks: " + " | ".join(first))
     say(out, "\n".join(lines))
 
 
@@ -119,11 +123,13 @@ def _show_text(record: EscalationRecord) -> None:
 def escalations_show(
     record_id: Annotated[str, typer.Argument(help="The record's id, or a unique prefix.")],
     format: FormatOption = Format.text,
+    tenant: TenantOption = None,
 ) -> None:
     """One escalation: why it reached its tier, and each variant's score breakdown."""
-    from plan2flow.escalation import find, journal_path
+    from plan2flow.escalation import find
 
-    record = find(journal_path(), record_id)
+    with memory_database() as database:
+        record = find(database, resolve_tenant(tenant), record_id)
     if format is Format.json:
         _print_json(record.model_dump(mode="json"))
     else:
@@ -131,11 +137,18 @@ def escalations_show(
 
 
 @escalations_app.command("stats")
-def escalations_stats(format: FormatOption = Format.text) -> None:
+def escalations_stats(
+    plan: Annotated[
+        str | None, typer.Option("--plan", help="Only this plan's.", show_default=False)
+    ] = None,
+    format: FormatOption = Format.text,
+    tenant: TenantOption = None,
+) -> None:
     """Per tier and model across every escalation: variants, win rate, mean score, mean cost."""
-    from plan2flow.escalation import journal_path, records, tier_model_stats
+    from plan2flow.escalation import records, tier_model_stats
 
-    rows = tier_model_stats(records(journal_path()))
+    with memory_database() as database:
+        rows = tier_model_stats(records(database, resolve_tenant(tenant), plan=plan))
     if format is Format.json:
         _print_json(
             [

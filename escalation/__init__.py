@@ -1,6 +1,7 @@
 """The escalation chain: when a code-producing task's result is not good enough, the local
 agent, then a model behind an OpenAI-compatible endpoint with competing variants scored on real
-signals, then a person; everything sent out passes the redaction gateway.
+signals, then a person; everything sent out passes the redaction gateway, and every escalation
+is recorded in project memory.
 
 ::
 
@@ -26,7 +27,7 @@ from plan2flow.escalation.errors import (
     RedactionFailed,
 )
 from plan2flow.escalation.gateway import Gateway
-from plan2flow.escalation.journal import EscalationRecord, find, journal_path, records
+from plan2flow.escalation.journal import EscalationRecord, VariantRecord, find, records, store
 from plan2flow.escalation.remote import ChatClient, Completion
 from plan2flow.escalation.run import escalate, policy_from_record
 from plan2flow.escalation.stats import TierModelStats, tier_model_stats
@@ -51,11 +52,12 @@ __all__ = [
     "Surroundings",
     "TierModelStats",
     "Variant",
+    "VariantRecord",
     "escalate",
     "find",
-    "journal_path",
     "policy_from_record",
     "records",
     "run_chain",
+    "store",
     "tier_model_stats",
 ]

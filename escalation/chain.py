@@ -89,9 +89,22 @@ def _score(task: CodeTask, policy: EscalationPolicy, variants: list[Variant], wh
         variant.values, variant.score = scored.values, scored.score
 
 
-def _leader(variants: list[Variant]) -> Variant | None:
-    index = best([Contender(v.score, v.passed, v.cost_usd) for v in variants])
-    return None if index is None else variants[index]
+def _check(task: CodeTask, variants: list[Variant], threshold: float, where: Path) -> None:
+    """Run the downstream checks (validate, test) on the variants that could be kept: those
+    with code whose score reaches the threshold (the checks cost a second or more each)."""
+    if task.check is None:
+        return
+    for variant in variants:
+        if variant.files is None or variant.checked or variant.score < threshold:
+            continue
+        variant.checks, variant.checked = task.check(where / variant.label), True
+
+
+def _leader(variants: list[Variant], gated: bool) -> Variant | None:
+    """The best variant; with downstream checks, the best of those that pass them."""
+    eligible = [v for v in variants if not gated or (v.checked and v.checks is None)]
+    index = best([Contender(v.score, v.passed, v.cost_usd) for v in eligible])
+    return None if index is None else eligible[index]
 
 
 class _Run:
@@ -140,21 +153,31 @@ class _Run:
                 return self.result("failed", "human", _human_reason(why), None)
             answers = self._tier(index, tier)
             self.variants.extend(answers.variants)
-            _score(self.task, policy, self.variants, self.around.workdir / "variants")
+            where = self.around.workdir / "variants"
+            _score(self.task, policy, self.variants, where)
+            _check(self.task, self.variants, policy.threshold, where)
             for variant in answers.variants:
                 self.around.on_event("variant_scored", _variant_event(variant))
             if answers.needs_human is not None:
                 human = "human" if any(t.human for t in policy.tiers) else tier.kind
                 return self.result("failed", human, _human_reason(answers.needs_human), None)
-            leader = _leader(self.variants)
+            gated = self.task.check is not None
+            leader = _leader(self.variants, gated)
             if leader is not None and leader.score >= policy.threshold:
                 reason = f"{leader.label} scores {leader.score:.3f} >= threshold {policy.threshold}"
+                if gated:
+                    reason += " and passes the downstream checks"
                 return self.result("kept", tier.kind, reason, leader)
-            why = _shortfall(tier.kind, leader, policy.threshold, answers.stopped)
+            failing = _failed_checks(self.variants) if gated and leader is None else None
+            if failing is not None:
+                why = failing + (f" ({answers.stopped})" if answers.stopped else "")
+            else:
+                best_any = _leader(self.variants, False) if leader is None else leader
+                why = _shortfall(tier.kind, best_any, policy.threshold, answers.stopped)
         return self.result("failed", policy.tiers[-1].kind, why + "; no tier is left", None)
 
     def _tier(self, index: int, tier: Tier) -> TierAnswers:
-        prompt = messages(self.task.spec, self.task.dependencies)
+        prompt = messages(self.task.spec, self.task.dependencies, self.task.feedback)
         try:
             if tier.local is not None:
                 if tier.local.base_url is None:
@@ -200,6 +223,16 @@ def _shortfall(kind: str, leader: Variant | None, threshold: float, stopped: str
     return found + (f" ({stopped})" if stopped else "")
 
 
+def _failed_checks(variants: list[Variant]) -> str | None:
+    """Why no variant could be kept although some reached the threshold."""
+    failed = [v.label for v in variants if v.checked and v.checks is not None]
+    if not failed:
+        return None
+    return "no variant passes the downstream checks (validate, test): " + ", ".join(
+        f"{label} fails them" for label in failed
+    )
+
+
 def _human_reason(why: str) -> str:
     return f"{why}; a person must decide, and the human-in-the-loop step is not available yet"
 
@@ -213,6 +246,7 @@ def _variant_event(variant: Variant) -> dict[str, Any]:
         "cost_usd": variant.cost_usd,
         "estimated": variant.estimated,
         "problem": variant.problem,
+        "checks": variant.checks,
     }
 
 

@@ -34,6 +34,8 @@ class VariantScored(EventData):
     cost_usd: float = Field(default=0.0, ge=0)
     estimated: bool = False
     problem: str | None = None
+    checks: str | None = None
+    """Why the variant fails the downstream checks (validate, test), when they ran."""
 
 
 class EscalationFinished(EventData):

@@ -65,8 +65,11 @@ def _function(function: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def user_message(spec: Mapping[str, Any], dependencies: Mapping[str, str]) -> str:
-    """The component as text a model reads: module, imports, dataclasses, functions."""
+def user_message(
+    spec: Mapping[str, Any], dependencies: Mapping[str, str], feedback: str = ""
+) -> str:
+    """The component as text a model reads: module, imports, dataclasses, functions, and why
+    the code so far is not good enough (``feedback``), when it is known."""
     parts = [f"Module `{spec['module']}`: {spec.get('description') or 'no description'}"]
     if spec.get("imports"):
         parts.append("Imports:\n" + "\n".join(spec["imports"]))
@@ -76,14 +79,18 @@ def user_message(spec: Mapping[str, Any], dependencies: Mapping[str, str]) -> st
     parts.append("\n\n".join(_function(f) for f in spec.get("functions", [])))
     for name, code in sorted(dependencies.items()):
         parts.append(f"Module `{name}` (importable):\n{code}")
+    if feedback:
+        parts.append(feedback)
     parts.append("Write the bodies of: " + ", ".join(missing_bodies(spec)))
     return "\n\n".join(parts)
 
 
-def messages(spec: Mapping[str, Any], dependencies: Mapping[str, str]) -> list[tuple[str, str]]:
+def messages(
+    spec: Mapping[str, Any], dependencies: Mapping[str, str], feedback: str = ""
+) -> list[tuple[str, str]]:
     """The messages about the component (the system prompt, :data:`SYSTEM`, goes apart: it is
     plan2flow's own text, not the plan's)."""
-    return [("user", user_message(spec, dependencies))]
+    return [("user", user_message(spec, dependencies, feedback))]
 
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)

@@ -1,4 +1,4 @@
-"""One escalation from start to end: the chain, its journal record and its events."""
+"""One escalation from start to end: the chain, its record in project memory and its events."""
 
 from __future__ import annotations
 
@@ -11,12 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from plan2flow.compiler.spec.escalation import EscalationPolicy
-from plan2flow.events import EventBus, RunContext, default_tenant, from_env
+from plan2flow.events import EventBus, RunContext, from_env
+from plan2flow.memory.db.engine import Database, configured_database
+from plan2flow.memory.errors import MemoryStoreError
+from plan2flow.memory.settings import memory_settings
 
 from .chain import ChainResult, Surroundings, run_chain
-from .errors import EscalationFailed, HumanTierReached
+from .errors import EscalationFailed, HumanTierReached, JournalError
 from .events import publish
-from .journal import append, journal_path, make_record
+from .journal import EscalationRecord, make_record, store
 from .remote import Sleep
 from .variants import CodeTask, Variant
 
@@ -36,13 +39,14 @@ def escalate(
     bus: EventBus | None = None,
     sleep: Sleep = time.sleep,
     rng: random.Random | None = None,
+    database: Database | None = None,
 ) -> ChainResult:
-    """Run the chain for ``task``, journal it and publish its events; return the result when a
-    variant was kept, else raise :class:`EscalationFailed` (:class:`HumanTierReached` when the
-    chain needs a person)."""
+    """Run the chain for ``task``, record it in project memory (``database``, default: the
+    environment's) and publish its events; return the result when a variant was kept, else
+    raise :class:`EscalationFailed` (:class:`HumanTierReached` when the chain needs a person)."""
     env = os.environ if environ is None else environ
     events_bus = from_env(env) if bus is None else bus
-    tenant = env.get("PLAN2FLOW_TENANT") or default_tenant()
+    tenant = memory_settings(env).tenant
     run = RunContext(
         tenant=tenant,
         plan=task.plan or "unknown",
@@ -62,7 +66,7 @@ def escalate(
         flow_run_id=task.flow_run_id,
         now=dt.datetime.now(dt.UTC),
     )
-    append(record, journal_path(env))
+    _record(record, database, env)
     on_event(
         "finished",
         {
@@ -81,8 +85,21 @@ def escalate(
     if result.outcome != "kept":
         message = (
             f"task {task.task_id!r}: escalation reached the {result.tier_reached} tier: "
-            f"{result.reason} (plan2flow escalations show {record.id})"
+            f"{result.reason} (plan2flow escalations show {record.short_id})"
         )
         failure = HumanTierReached if result.tier_reached == "human" else EscalationFailed
         raise failure(message, tier_reached=result.tier_reached, record_id=record.id)
     return result
+
+
+def _record(record: EscalationRecord, database: Database | None, env: Mapping[str, str]) -> None:
+    """Store ``record`` in ``database``, or in the environment's own, opened for this once."""
+    if database is not None:
+        store(database, record)
+        return
+    try:
+        opened = configured_database(memory_settings(env))
+    except MemoryStoreError as error:
+        raise JournalError(f"cannot record escalation {record.short_id}: {error}") from None
+    with opened:
+        store(opened, record)

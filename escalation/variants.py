@@ -13,6 +13,10 @@ Render = Callable[[Mapping[str, Any]], dict[str, str]]
 """A component spec (every function with a body) → its files, name → text (the module and its
 tests); ValueError when the spec cannot be rendered."""
 
+Check = Callable[[Path], str | None]
+"""The checks the task's downstream steps will run (validate, test), run on a variant's
+directory: None when they pass, else their failure output."""
+
 
 @dataclasses.dataclass(frozen=True)
 class CodeTask:
@@ -28,6 +32,11 @@ class CodeTask:
     """Module name → code of the modules it imports, shown to the model."""
     plan: str = ""
     flow_run_id: str = ""
+    check: Check | None = None
+    """The downstream checks a variant must pass to be kept (None: the score alone decides)."""
+    feedback: str = ""
+    """Why the code made so far is not good enough (the failing checks' output), shown to the
+    model with that code."""
 
     @property
     def module(self) -> str:
@@ -54,6 +63,9 @@ class Variant:
     measured: Measured | None = None
     values: dict[str, float | None] = dataclasses.field(default_factory=dict)
     score: float = 0.0
+    checks: str | None = None
+    """The downstream checks' failure output; None when they passed or did not run."""
+    checked: bool = False
 
     @property
     def passed(self) -> frozenset[str] | None:

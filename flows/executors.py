@@ -222,6 +222,7 @@ def resolve_agent(task: GraphTask) -> Executor:
             correlation_id=context.correlation_id,
             escalation=task.escalation,
             plan=task.plan,
+            checks=list(task.checks),
         )
         try:
             with tracing.span(f"agent {slug}", attributes={"plan2flow.agent": slug}):

@@ -33,6 +33,9 @@ class GraphTask:
     """The escalation policy of a `generate_code` task, when its plan declares one."""
     plan: str = ""
     """The plan's name (the escalation journal and its events are filed under it)."""
+    checks: tuple[dict[str, Any], ...] = ()
+    """For a `generate_code` task with an escalation policy: the `validate` and `test` tasks
+    that take its code (type and params), whose checks its agent runs first."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +51,7 @@ class Graph:
     @classmethod
     def from_document(cls, document: TaskGraphDocument, path: Path) -> Graph:
         types = {entry.id: entry.type for entry in document.tasks}
+        checks = _checks(document)
         downstream: dict[str, list[str]] = {}
         for entry in document.tasks:
             for upstream in entry.depends_on:
@@ -70,6 +74,7 @@ class Graph:
                 approvals=tuple(up for up in entry.depends_on if types.get(up) == "approval"),
                 escalation=entry.escalation,
                 plan=document.plan.name,
+                checks=checks.get(entry.id, ()) if entry.escalation is not None else (),
             )
             for entry in document.tasks
         }
@@ -82,6 +87,20 @@ class Graph:
             tasks=tasks,
             order=tuple(entry.id for entry in document.tasks),
         )
+
+
+CHECKING_TYPES = ("validate", "test")
+
+
+def _checks(document: TaskGraphDocument) -> dict[str, tuple[dict[str, Any], ...]]:
+    """Per producer of code: the `validate` and `test` tasks whose input ``code`` is its output
+    ``code`` (type and params), in the graph's order; a test matrix gives one per expansion."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for entry in document.tasks:
+        producer, _, output = entry.inputs.get("code", "").rpartition(".")
+        if entry.type in CHECKING_TYPES and output == "code":
+            found.setdefault(producer, []).append({"type": entry.type, "params": entry.params})
+    return {producer: tuple(steps) for producer, steps in found.items()}
 
 
 def read_graph(path: Path) -> Graph:

@@ -24,8 +24,9 @@ from plan2flow.compiler.spec.escalation import (
     Weights,
     policy_record,
 )
-from plan2flow.escalation import records
+from plan2flow.escalation import EscalationRecord, records
 from plan2flow.flows import runtime
+from plan2flow.memory.db.engine import configured_database
 
 SPEC: dict[str, Any] = {
     "module": "greeter",
@@ -42,6 +43,12 @@ SPEC: dict[str, Any] = {
 }
 RIGHT = bodies({"greet": "return f'Hello, {name}!'"})
 WRONG = bodies({"greet": "return 'Hello, Ada!'"})
+
+
+def journal() -> list[EscalationRecord]:
+    """The records of tenant `default` in the project memory of PLAN2FLOW_HOME (SQLite)."""
+    with configured_database() as database:
+        return list(records(database, "default"))
 
 
 def policy(server: FakeOpenAI) -> dict[str, Any]:
@@ -92,7 +99,7 @@ def test_the_generator_keeps_the_variant_that_passes_the_tests(
     code = (tmp_path / "code" / "greeter.py").read_text()
     assert "return f'Hello, {name}!'" in code
     assert (tmp_path / "code" / "test_greeter.py").exists()
-    (record,) = records(tmp_path / "home" / "escalations" / "journal.jsonl")
+    (record,) = journal()
     assert (record.plan, record.flow_run_id, record.winner) == ("greetings", "run-7", "1-remote-2")
 
 
@@ -149,7 +156,7 @@ def test_a_plan_whose_component_has_no_body_escalates_end_to_end(
     assert state.is_completed(), summary
     assert [r.headers["authorization"] for r in server.requests] == ["Bearer k-e2e"] * 2
 
-    (record,) = records(run_home / "escalations" / "journal.jsonl")
+    (record,) = journal()
     assert (record.plan, record.task_id, record.winner) == (
         "greetings",
         "greeter.generate_code",

@@ -1,6 +1,7 @@
 """The chain end to end against real servers on 127.0.0.1: competing variants scored by the tests
-they pass, the better kept; tiers handing over; the human tier as a clear failure; the journal
-and the escalation.* events."""
+they pass, the better kept; tiers handing over; the human tier as a clear failure; the records
+in project memory (SQLite here; PostgreSQL in test_escalation_records.py) and the escalation.*
+events."""
 
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ from plan2flow.escalation import (
     records,
 )
 from plan2flow.events import Event, InProcessBus
+from plan2flow.memory.db.engine import configured_database
+from plan2flow.memory.settings import memory_settings
+from plan2flow.memory.tenants import create_tenant, list_tenants
 
 GREET = {
     "name": "greet",
@@ -91,19 +95,25 @@ def run(
     bus: InProcessBus | None = None,
     spec: dict[str, Any] = SPEC,
 ) -> Any:
+    env = env or environ(tmp_path)
+    settings = memory_settings(env)
+    if settings.tenant not in {t.name for t in list_tenants(settings)}:
+        create_tenant(settings.tenant, settings)
     return escalate(
         task(spec),
         the_policy,
         workdir=tmp_path / "work",
         local=local_variant(),
-        environ=env or environ(tmp_path),
+        environ=env,
         bus=bus or InProcessBus(),
         sleep=Waits(),
     )
 
 
 def journal(tmp_path: Path) -> list[Any]:
-    return list(records(tmp_path / "home" / "escalations" / "journal.jsonl"))
+    """The records of tenant acme in the home's SQLite database."""
+    with configured_database(memory_settings(environ(tmp_path))) as database:
+        return list(records(database, "acme"))
 
 
 def drained(subscription: Any) -> list[Event]:
@@ -287,5 +297,8 @@ def test_the_journal_never_holds_the_environment(tmp_path: Path) -> None:
             tests=1.0, parses=0.0, types=0.0, lint=0.0, agreement=0.0))  # fmt: skip
         with pytest.raises(EscalationFailed):
             run(tmp_path, the_policy, env=environ(tmp_path, P2F_KEY="sk-live-0123456789abcdef"))
-    text = (tmp_path / "home" / "escalations" / "journal.jsonl").read_text()
-    assert "sk-live" not in text and os.environ.get("P2F_KEY") is None
+    (record,) = journal(tmp_path)
+    assert "sk-live" not in json.dumps(record.model_dump(mode="json"))
+    stored = b"".join(path.read_bytes() for path in (tmp_path / "home").glob("plan2flow.db*"))
+    assert b"greeter.generate_code" in stored and b"sk-live" not in stored
+    assert os.environ.get("P2F_KEY") is None
