@@ -9,15 +9,16 @@ streams, batch publishing, and :class:`JetStreamBus`, the runtime's publisher.
   advisories for the events stream, so that none is lost while no consumer listens.
 
 :class:`JetStreamBus` owns one connection on an event loop in a thread of its own. ``publish``
-waits for the stream's ack of each event (``acks="wait"``, the default, which keeps order through
-a reconnect); with ``acks="background"`` it hands the event to the connection and returns, and the
-loop checks the acks in the background, with at most ``max_in_flight`` events unacknowledged.
-When the bus is down, unreachable or slow, or an ack fails
-or does not come within ``publish_timeout``, every event still in flight and every later one goes
-to the local :class:`~plan2flow.events.spool.Spool`, in order, until a background flush has
-published the spool. :meth:`JetStreamBus.flush` (and ``close``, and the end of the process) waits,
-bounded, for the outstanding acks and spools the rest. A publish never raises and never waits
-longer than ``publish_timeout``.
+hands the event to the connection and returns (``acks="background"``, the default), and the loop
+checks the acks in the background, with at most ``max_in_flight`` events unacknowledged; with
+``acks="wait"`` each publish waits for its ack. When the bus is down, unreachable or slow, or an
+ack fails or does not come within ``publish_timeout``, every event still in flight and every
+later one goes to the local :class:`~plan2flow.events.spool.Spool`, in order, until a background
+flush has published the spool. An unacknowledged event reaches the stream only that way: the
+connection re-sends nothing after a reconnect (:mod:`plan2flow.events.acks`), so the stream keeps
+the publish order through failures. :meth:`JetStreamBus.flush` (and ``close``, and the end of
+the process) waits, bounded, for the outstanding acks and spools the rest. A publish never
+raises and never waits longer than ``publish_timeout``.
 """
 
 from __future__ import annotations
