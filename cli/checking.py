@@ -16,6 +16,7 @@ from plan2flow.compiler.load import SourceMap
 from plan2flow.compiler.metrics import PlanMetrics, write_metrics
 from plan2flow.compiler.pipeline import CompileResult, compile_plan
 from plan2flow.compiler.report import format_human, format_json, format_sarif
+from plan2flow.observability.settings import tracing_requested
 
 from .app import EXIT_INVALID, EXIT_OK, EXIT_USAGE, nonempty_path, say, version
 
@@ -52,16 +53,36 @@ def check(path: Path, strict: bool) -> Outcome:
         return outcome
     outcome.text = data.decode("utf-8", errors="replace")
     try:
-        outcome.result = compile_plan(
-            data,
-            str(path),
-            strict=strict,
-            observe=lambda stage, seconds: outcome.stage_seconds.append((stage, seconds)),
-        )
+        outcome.result = _compile(data, path, strict, outcome)
         outcome.diagnostics = outcome.result.warnings
     except PlanError as error:
         outcome.diagnostics = error.diagnostics
     return outcome
+
+
+def _compile(data: bytes, path: Path, strict: bool, outcome: Outcome) -> CompileResult:
+    """Compile, timing each stage; with traces on, a ``compile`` span and one per stage."""
+
+    def observe(stage: str, seconds: float) -> None:
+        outcome.stage_seconds.append((stage, seconds))
+
+    if not tracing_requested():  # off: not even OpenTelemetry's import is paid for
+        return compile_plan(data, str(path), strict=strict, observe=observe)
+    from plan2flow.observability import tracing
+
+    with tracing.span("compile", attributes={"plan2flow.file": str(path)}) as span:
+        record = tracing.stage_recorder(span)
+
+        def observe_and_record(stage: str, seconds: float) -> None:
+            observe(stage, seconds)
+            if record is not None:
+                record(stage, seconds)
+
+        result = compile_plan(data, str(path), strict=strict, observe=observe_and_record)
+        if span is not None:
+            span.set_attribute("plan2flow.plan", result.graph.name)
+            span.set_attribute("plan2flow.graph_hash", result.graph.hash)
+        return result
 
 
 def check_all(paths: list[Path], strict: bool) -> list[Outcome]:

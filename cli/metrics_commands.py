@@ -30,8 +30,8 @@ def serve(
 ) -> None:
     """Serve /metrics until interrupted; the first line says where."""
     from plan2flow.events import process_bus
-    from plan2flow.observability import process_metrics
     from plan2flow.observability.feed import follow, follow_nats, nats_requested
+    from plan2flow.observability.metrics import process_metrics
     from plan2flow.observability.serve import MetricsServer
 
     out, _ = consoles()

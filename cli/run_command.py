@@ -97,8 +97,8 @@ def _run(
 
 
 def _write_metrics(path: Path, err: Console) -> None:
-    from plan2flow.observability import process_metrics
     from plan2flow.observability.feed import settle
+    from plan2flow.observability.metrics import process_metrics
     from plan2flow.observability.textfile import write_textfile
 
     metrics = process_metrics()

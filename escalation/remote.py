@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from plan2flow.compiler.spec.escalation import LocalTier, RemoteTier
+from plan2flow.observability import tracing
 
 from .budget import Budget, cost_usd
 from .errors import HostDenied, ModelCallFailed
@@ -134,13 +135,19 @@ class ChatClient:
         if not outbound.approved or outbound.host != httpx.URL(self.base_url).host.lower():
             raise HostDenied("only messages made by the gateway for this host can be sent")
         use_schema = schema if self.structured_output else None
-        try:
-            return self._attempts(outbound, temperature, budget, use_schema)
-        except ModelCallFailed as failure:
-            if use_schema is None or not failure.structured_output_refused:
-                raise
-            self.structured_output = False  # prompt + validate from now on
-            return self._attempts(outbound, temperature, budget, None)
+        attributes = {"gen_ai.request.model": self.model, "server.address": outbound.host}
+        with tracing.span("escalation.call", attributes=attributes) as span:
+            try:
+                answer = self._attempts(outbound, temperature, budget, use_schema)
+            except ModelCallFailed as failure:
+                if use_schema is None or not failure.structured_output_refused:
+                    raise
+                self.structured_output = False  # prompt + validate from now on
+                answer = self._attempts(outbound, temperature, budget, None)
+            if span is not None:
+                span.set_attribute("gen_ai.usage.input_tokens", answer.prompt_tokens)
+                span.set_attribute("gen_ai.usage.output_tokens", answer.completion_tokens)
+            return answer
 
     def _attempts(
         self,

@@ -15,9 +15,11 @@ from typing import Any
 
 from prefect.context import FlowRunContext, TaskRunContext
 
-from plan2flow.observability import logs, process_metrics, process_secrets, tracing
+from plan2flow.observability import logs, tracing
 from plan2flow.observability.feed import follow_process_bus
-from plan2flow.observability.secrets import secret_values
+from plan2flow.observability.metrics import process_metrics
+from plan2flow.observability.secrets import process_secrets, secret_values
+from plan2flow.observability.settings import ecs_requested
 
 from .workspace import RunPlace
 
@@ -55,7 +57,7 @@ def configure_logs() -> None:
     """ECS lines for plan2flow's and Prefect's logs when ``PLAN2FLOW_LOG_FORMAT=ecs``
     (idempotent: called when the runtime is imported and again when a run starts, after
     Prefect may have configured its logging again)."""
-    if logs.ecs_requested():
+    if ecs_requested():
         logs.install(PREFECT_STREAM_LOGGERS, filters=(PrefectIdsFilter(),))
 
 

@@ -7,29 +7,14 @@
 * traces: OpenTelemetry spans sent by OTLP/HTTP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set
   (:mod:`.tracing`).
 
-It imports neither Prefect nor the runtime: the runtime (``plan2flow.flows``) calls it, and so
-do the agents, the escalation chain and the command line.
+Import the module you need: this package loads none of them, so that the command line's
+``validate`` and ``compile`` stay light. It imports neither Prefect nor the runtime: the
+runtime (``plan2flow.flows``) calls it, and so do the agents, the escalation chain and the
+command line.
 """
 
 from __future__ import annotations
 
 from plan2flow.observability.errors import ObservabilityError, ServeError, SloError
-from plan2flow.observability.logs import LogIds, bind, bound, ecs_requested, install
-from plan2flow.observability.metrics import RunMetrics, process_metrics
-from plan2flow.observability.secrets import KnownSecrets, is_secret_name, process_secrets
 
-__all__ = [
-    "KnownSecrets",
-    "LogIds",
-    "ObservabilityError",
-    "RunMetrics",
-    "ServeError",
-    "SloError",
-    "bind",
-    "bound",
-    "ecs_requested",
-    "install",
-    "is_secret_name",
-    "process_metrics",
-    "process_secrets",
-]
+__all__ = ["ObservabilityError", "ServeError", "SloError"]

@@ -13,17 +13,14 @@ import contextlib
 import contextvars
 import dataclasses
 import logging
-import os
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
 import ecs_logging
 
 from .secrets import KnownSecrets, process_secrets
 
-FORMAT_ENV = "PLAN2FLOW_LOG_FORMAT"
-ECS = "ecs"
 SERVICE = "plan2flow"
 
 
@@ -50,11 +47,6 @@ _IDS: contextvars.ContextVar[LogIds | None] = contextvars.ContextVar(
 _TRACE_IDS: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
     "plan2flow_trace_ids", default=None
 )
-
-
-def ecs_requested(environ: Mapping[str, str] | None = None) -> bool:
-    env = os.environ if environ is None else environ
-    return env.get(FORMAT_ENV, "").strip().lower() == ECS
 
 
 def current_ids() -> LogIds:

@@ -16,23 +16,19 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import (
-    BatchSpanProcessor,
-    SimpleSpanProcessor,
-    SpanExporter,
-)
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from . import logs
+from .settings import tracing_requested
 
-ENDPOINT_ENVS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+if TYPE_CHECKING:  # the SDK costs ~70 ms to import: only when traces are on
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
+
 TRACEPARENT_ENV = "TRACEPARENT"
 SERVICE = "plan2flow"
 CORRELATION = "plan2flow.correlation_id"
@@ -47,14 +43,12 @@ class _State:
 
 
 def _provider(processor: Any) -> TracerProvider:
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+
     provider = TracerProvider(resource=Resource.create({"service.name": SERVICE}))
     provider.add_span_processor(processor)
     return provider
-
-
-def tracing_requested(environ: Mapping[str, str] | None = None) -> bool:
-    env = os.environ if environ is None else environ
-    return any(env.get(name, "").strip() for name in ENDPOINT_ENVS)
 
 
 def tracer() -> Tracer | None:
@@ -68,6 +62,7 @@ def tracer() -> Tracer | None:
                 from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
                     OTLPSpanExporter,
                 )
+                from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
                 provider = _provider(BatchSpanProcessor(OTLPSpanExporter()))
                 atexit.register(provider.shutdown)
@@ -85,6 +80,8 @@ def _use(provider: TracerProvider | None) -> None:
 def use_exporter(exporter: SpanExporter | None) -> None:
     """Send every span to `exporter` as it ends (tests: the SDK's in-memory exporter); None
     turns traces off."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
     with _LOCK:
         if _State.provider is not None:
             _State.provider.shutdown()
@@ -184,9 +181,15 @@ def span(
         active.start_as_current_span(
             name, context=parent or _default_parent(), attributes=_clean(attributes)
         ) as current,
-        logs.traced(*_ids(current)),
+        _logs().traced(*_ids(current)),
     ):
         yield current
+
+
+def _logs() -> Any:
+    from . import logs
+
+    return logs
 
 
 def _clean(attributes: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -13,8 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from plan2flow.observability import logs, process_secrets
-from plan2flow.observability.secrets import KnownSecrets, is_secret_name, secret_values
+from plan2flow.observability import logs
+from plan2flow.observability.secrets import (
+    KnownSecrets,
+    is_secret_name,
+    process_secrets,
+    secret_values,
+)
 
 SECRET_PARAM = "tok-param-Zq81xv"
 SECRET_ENV = "pw-env-Hh27kk"

@@ -21,8 +21,8 @@ from plan2flow.flows import (
     approval_events,  # noqa: F401 (registers approval.* types)
     runtime,
 )
-from plan2flow.observability import RunMetrics
 from plan2flow.observability.feed import follow
+from plan2flow.observability.metrics import RunMetrics
 from plan2flow.observability.serve import MetricsServer
 
 DEADLINE = 60.0
