@@ -22,9 +22,10 @@ from uuid import UUID
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State
+from prefect.context import FlowRunContext
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run, suspend_flow_run
-from prefect.input.actions import create_flow_run_input
+from prefect.input.actions import create_flow_run_input, read_flow_run_input
 from prefect.states import Completed, Running
 
 from .approval_events import announce
@@ -33,7 +34,8 @@ from .artifacts import TaskOutput
 from .errors import TaskFailure
 from .executors import TaskContext
 from .graph import GraphTask
-from .workspace import RunPlace
+from .templates import resolve_params
+from .workspace import RunPlace, safe_name
 
 SKIPPED = "Skipped"
 """The terminal state of a task an answer did not choose (Airflow's ``skipped``)."""
@@ -134,7 +136,9 @@ def _wait(
     timeout = max(1, math.ceil(params["timeout_seconds"]))
     request = _request(place, context, deadline)
     base = ("suspended" if params["mode"] == "suspend" else "paused") + f"-{key}"
-    create_flow_run_input(key=f"{base}-request", value=request, flow_run_id=UUID(place.flow_run_id))
+    run_id = UUID(place.flow_run_id)
+    if read_flow_run_input(f"{base}-request", flow_run_id=run_id) is None:  # once per run
+        create_flow_run_input(key=f"{base}-request", value=request, flow_run_id=run_id)
     if params["mode"] == "suspend":
         return suspend_flow_run(wait_for_input=model, timeout=timeout, key=key)
     return pause_flow_run(
@@ -142,21 +146,57 @@ def _wait(
     )
 
 
+def answer_file(place: RunPlace, task_id: str) -> Path:
+    """Where the flow of a suspended approval leaves the answer for the task (the run's
+    workspace is the same when the resumed run starts again)."""
+    return Path(place.workspace) / ".approvals" / f"{safe_name(task_id)}.json"
+
+
 def run_approval(place: RunPlace, context: TaskContext) -> None:
-    """Ask, wait, and write the answer as the task's ``decision`` artifact."""
+    """Ask, wait, and write the answer as the task's ``decision`` artifact. A suspended
+    approval was asked by the flow itself (:func:`ask_in_flow`): its answer is in a file."""
     task, params = context.task, context.params
-    deadline = _deadline(params["timeout_seconds"])
-    key = pause_key(task.id)
-    model = answer_model(task.id, params, describe(place, context, deadline))
+    if params["mode"] == "suspend":
+        given = answer_file(place, task.id)
+        if not given.exists():
+            raise TaskFailure(f"approval {task.id!r}: the flow left no answer at {given}")
+        answer = json.loads(given.read_text(encoding="utf-8"))
+        decision = _decision(
+            place,
+            task,
+            answer["option"],
+            answer["data"],
+            answer["respondent"],
+            timed_out=False,
+            skipped=skipped_by(answer["option"], params, task.downstream),
+        )
+    else:
+        decision = _ask_and_wait(place, context)
+    context.outputs[DECISION].write_text(
+        json.dumps(decision, sort_keys=True, indent=2) + "\n", encoding="utf-8"
+    )
+
+
+def _announce_request(
+    place: RunPlace, task_id: str, params: Mapping[str, Any], deadline: dt.datetime
+) -> None:
     announce(
         place,
         "requested",
-        task.id,
+        task_id,
         options=list(params["options"]),
         respondents=list(params["respondents"]),
         deadline=deadline.isoformat(),
         mode=params["mode"],
     )
+
+
+def _ask_and_wait(place: RunPlace, context: TaskContext) -> dict[str, Any]:
+    task, params = context.task, context.params
+    deadline = _deadline(params["timeout_seconds"])
+    key = pause_key(task.id)
+    model = answer_model(task.id, params, describe(place, context, deadline))
+    _announce_request(place, task.id, params, deadline)
     try:
         answer = _wait(place, context, model, key, deadline)
     except FlowPauseTimeout:
@@ -168,30 +208,79 @@ def run_approval(place: RunPlace, context: TaskContext) -> None:
             raise TaskFailure(
                 f"approval {task.id!r} was not answered within {params['timeout_seconds']:g} s"
             ) from None
-        decision = _decision(place, task, option, {}, "", timed_out=True, skipped=skipped)
-    else:
-        checked = check_answer(model, answer.model_dump(by_alias=True))
-        option, respondent = str(checked.option), str(checked.respondent)  # type: ignore[attr-defined]
-        allowed = params["respondents"]
-        if allowed and respondent not in allowed:
-            raise TaskFailure(f"approval {task.id!r}: {respondent!r} may not answer it")
-        data = form_data(checked)
-        skipped = skipped_by(option, params, task.downstream)
-        announce(
-            place,
-            "given",
-            task.id,
-            option=option,
-            respondent=respondent,
-            data=data,
-            skipped=skipped,
-        )
-        decision = _decision(
-            place, task, option, data, respondent, timed_out=False, skipped=skipped
-        )
-    context.outputs[DECISION].write_text(
-        json.dumps(decision, sort_keys=True, indent=2) + "\n", encoding="utf-8"
+        return _decision(place, task, option, {}, "", timed_out=True, skipped=skipped)
+    option, respondent, data = _accepted(place, task, params, model, answer)
+    skipped = skipped_by(option, params, task.downstream)
+    return _decision(place, task, option, data, respondent, timed_out=False, skipped=skipped)
+
+
+def _accepted(
+    place: RunPlace, task: GraphTask, params: Mapping[str, Any], model: Any, answer: Any
+) -> tuple[str, str, dict[str, Any]]:
+    """The answer validated again (the server checked it against the schema already), and
+    announced: its option, respondent and form data."""
+    checked = check_answer(model, answer.model_dump(by_alias=True))
+    option, respondent = str(checked.option), str(checked.respondent)  # type: ignore[attr-defined]
+    allowed = params["respondents"]
+    if allowed and respondent not in allowed:
+        raise TaskFailure(f"approval {task.id!r}: {respondent!r} may not answer it")
+    data = form_data(checked)
+    skipped = skipped_by(option, params, task.downstream)
+    announce(
+        place, "given", task.id, option=option, respondent=respondent, data=data, skipped=skipped
     )
+    return option, respondent, data
+
+
+def ask_in_flow(
+    place: RunPlace, spec: GraphTask, upstream: Mapping[str, Any], values: Mapping[str, Any]
+) -> None:
+    """A suspended approval, asked from the flow's body (Prefect suspends flows, not tasks):
+    the first time, the run is suspended and this process ends (Prefect's ``Pause``), releasing
+    the worker; when the resumed run starts again, the tasks before it are served from the
+    cache, the same suspend finds the answer, and it is left in :func:`answer_file` for the
+    task. Nothing is asked when the task will not run (an upstream failed or was skipped)."""
+    if any(not isinstance(output, TaskOutput) for output in upstream.values()):
+        return
+    if skip_reason(spec, upstream) is not None:
+        return
+    flow_context = FlowRunContext.get()
+    if (
+        flow_context is None
+        or flow_context.flow_run is None
+        or not flow_context.flow_run.deployment_id
+    ):
+        raise TaskFailure(
+            f"approval {spec.id!r} has mode: suspend, which needs a deployment's run "
+            "(plan2flow deploy, then trigger); use mode: pause to run it here"
+        )
+    inputs = {}
+    for name, ref in spec.inputs.items():
+        producer, _, artifact = ref.rpartition(".")
+        inputs[name] = Path(upstream[producer].artifacts[artifact].path)
+    namespaces = {"params": values, "inputs": {k: str(v) for k, v in inputs.items()}, "outputs": {}}
+    params = resolve_params(spec.type, spec.params, namespaces)
+    workspace = Path(place.workspace)
+    context = TaskContext(spec, params, inputs, {}, workspace, workspace)
+    deadline = _deadline(params["timeout_seconds"])
+    key = pause_key(spec.id)
+    model = answer_model(spec.id, params, describe(place, context, deadline))
+    if not _fired(place.flow_run_id, key):
+        _announce_request(place, spec.id, params, deadline)
+    answer = _wait(place, context, model, key, deadline)  # the first time: Pause, the end
+    option, respondent, data = _accepted(place, spec, params, model, answer)
+    path = answer_file(place, spec.id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps({"option": option, "respondent": respondent, "data": data}), encoding="utf-8"
+    )
+
+
+def _fired(flow_run_id: str, key: str) -> bool:
+    """Whether this run was suspended under `key` already (it is the resumed run)."""
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(UUID(flow_run_id))
+    return key in (run.empirical_policy.pause_keys or set())
 
 
 def _decision(

@@ -180,6 +180,10 @@ class Run:
             self.options.no_cache or spec.type == "approval",  # ask again in every run
             spec.tags,
         )
+        if spec.type == "approval" and spec.params.get("mode") == "suspend":
+            # Prefect suspends flows, not tasks: the flow asks, after the upstream tasks end.
+            ended = {p.task_id: p.future.result(raise_on_failure=False) for p in wait_for}
+            approvals.ask_in_flow(self.place, spec, ended, values)
         future = configured.submit(
             task_id=task_id, spec=spec, run=self.place, upstream=upstream, values=values
         )

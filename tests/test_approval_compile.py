@@ -75,7 +75,7 @@ def test_a_full_approval_is_recorded_and_its_decision_consumed() -> None:
         "      branch: {ship: [deploy]}\n"
         "      respondents: [alice]\n"
         "      timeout_seconds: 5\n"
-        "      on_timeout: hold\n"
+        "      on_timeout: fail\n"
         "      mode: suspend\n"
         "  - {id: deploy, type: noop, inputs: {answer: review.decision}}\n"
     )
@@ -157,6 +157,19 @@ def test_options_branch_and_on_timeout_must_agree() -> None:
             "on_timeout 'retry' is not one of the options",
             "options: ship, hold",
         ),
+    ]
+
+
+def test_a_suspended_approval_cannot_answer_at_its_deadline() -> None:
+    found = _problems(_approval("{mode: suspend, on_timeout: approve}"))
+    assert found == [
+        (
+            "P2F105",
+            "/tasks/1/params/on_timeout",
+            "the deadline of a suspended approval fails its run: no process is left to answer "
+            "'approve'",
+            "use on_timeout: fail, or mode: pause",
+        )
     ]
 
 

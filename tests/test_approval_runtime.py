@@ -7,8 +7,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import pytest
-from approvals_support import RunningFlow, flow_run, resume, start_plan, wait_paused
+from approvals_support import (
+    RunningFlow,
+    api_url,
+    flow_run,
+    poll,
+    resume,
+    start_plan,
+    wait_paused,
+)
+
+from plan2flow.events import process_bus
 
 pytestmark = [pytest.mark.usefixtures("run_home"), pytest.mark.slow]
 
@@ -169,3 +180,61 @@ def test_timeout_fails_the_approval_with_on_timeout_fail(tmp_path: Path) -> None
     }
     review = next(task for task in running.summary.tasks if task.id == "review")
     assert review.message == "approval 'review' was not answered within 2 s"
+
+
+def _prefect_events(flow_run_id: str, expected: set[str]) -> dict[str, dict[str, object]]:
+    """The run's plan2flow.approval.* and task.skipped Prefect events, once all arrived."""
+
+    def found() -> dict[str, dict[str, object]] | None:
+        response = httpx.post(
+            f"{api_url()}/events/filter",
+            json={
+                "filter": {
+                    "event": {"prefix": ["plan2flow.approval.", "plan2flow.task.skipped"]},
+                    "related": {"id": [f"prefect.flow-run.{flow_run_id}"]},
+                },
+                "limit": 50,
+            },
+            timeout=10,
+        )
+        response.raise_for_status()
+        events = {e["event"]: e for e in response.json()["events"]}
+        return events if set(events) >= expected else None
+
+    result: dict[str, dict[str, object]] = poll("the Prefect events", found)
+    return result
+
+
+def test_requests_and_answers_are_published(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PLAN2FLOW_EVENTS_URL", raising=False)
+    monkeypatch.delenv("PLAN2FLOW_EVENTS", raising=False)
+    subscription = process_bus().subscribe("plan2flow.*.published.>")
+    try:
+        running = start_plan(tmp_path, "published", _tasks("{respondents: [erin]}"))
+        wait_paused(running)
+        resume(running.flow_run_id, {"option": "reject", "respondent": "erin"})
+        running.join()
+        seen = {}
+        while {"approval.given", "task.skipped"} - set(seen):
+            event = subscription.get(timeout=30)
+            assert event is not None, sorted(seen)
+            seen[event.type.removeprefix("plan2flow.")] = event
+    finally:
+        subscription.close()
+    requested = seen["approval.requested"]
+    assert (requested.taskid, requested.data.options) == ("review", ["approve", "reject"])
+    given = seen["approval.given"]
+    assert (given.data.option, given.data.respondent, given.data.skipped) == (
+        "reject",
+        "erin",
+        ["ship"],
+    )
+    assert seen["task.skipped"].data.message == "skipped: 'review' was answered 'reject' by 'erin'"
+    mirrored = _prefect_events(
+        running.flow_run_id,
+        {"plan2flow.approval.requested", "plan2flow.approval.given", "plan2flow.task.skipped"},
+    )
+    resource = mirrored["plan2flow.approval.given"]["resource"]
+    assert resource["prefect.resource.id"] == "plan2flow.approval.published.review"

@@ -80,6 +80,16 @@ def _option_problems(params: ApprovalParams, pointer: str) -> list[Diagnostic]:
                 "on_timeout", params.on_timeout, params.options, f"{pointer}/on_timeout", False
             )
         )
+    elif params.on_timeout != FAIL_ON_TIMEOUT and params.mode == "suspend":
+        problems.append(
+            diagnostic(
+                "P2F105",
+                "the deadline of a suspended approval fails its run: no process is left to "
+                f"answer '{params.on_timeout}'",
+                f"{pointer}/on_timeout",
+                hint="use on_timeout: fail, or mode: pause",
+            )
+        )
     return problems
 
 

