@@ -27,6 +27,7 @@ from plan2flow.escalation import (
     CodeTask,
     EscalationFailed,
     HumanTierReached,
+    JournalError,
     Variant,
     escalate,
     records,
@@ -302,3 +303,22 @@ def test_the_journal_never_holds_the_environment(tmp_path: Path) -> None:
     stored = b"".join(path.read_bytes() for path in (tmp_path / "home").glob("plan2flow.db*"))
     assert b"greeter.generate_code" in stored and b"sk-live" not in stored
     assert os.environ.get("P2F_KEY") is None
+
+
+def test_an_escalation_that_cannot_be_recorded_fails_with_a_journal_error(tmp_path: Path) -> None:
+    """A tenant that project memory does not know: nothing is recorded, so nothing is kept."""
+    with fake_openai([Reply(content=RIGHT)]) as server:
+        the_policy = policy(remote(server, api_key_env="P2F_UNSET_KEY"), Tier(human=HumanTier()))
+        with pytest.raises(
+            JournalError, match=r"cannot record escalation .*plan2flow tenants create ghost"
+        ):
+            escalate(
+                task(),
+                the_policy,
+                workdir=tmp_path / "work",
+                local=local_variant(),
+                environ={**environ(tmp_path), "PLAN2FLOW_TENANT": "ghost"},
+                bus=InProcessBus(),
+                sleep=Waits(),
+            )
+    assert server.requests == []
