@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 
 from plan2flow.events import Event
 
+RUN_END_STATES = ("completed", "failed", "cancelled")
 RUN_SECONDS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
 TASK_SECONDS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 REMEMBERED_TASKS = 100_000
@@ -207,6 +208,8 @@ class RunMetrics:
         if event.flowrunid in self._running:
             return
         self.runs_started.labels(event.plan).inc()
+        for state in RUN_END_STATES:  # at 0 from the start: increase() sees the first failure
+            self.runs.labels(event.plan, state)
         self._running[event.flowrunid or ""] = (event.plan, event.time.timestamp())
         self._refresh_running(event.plan)
 
