@@ -58,6 +58,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -329,6 +330,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds (default: 3)")
     parser.add_argument("--workers", type=int, default=10, help="max_parallelism (default: 10)")
     parser.add_argument(
+        "--observability",
+        choices=OBSERVABILITY,
+        default="default",
+        help="off: no metrics registry, plain logs, no traces; untraced: ECS logs and metrics; "
+        "on: ECS logs, metrics and OTLP traces to a sink process on 127.0.0.1; default: as "
+        "the environment says (default)",
+    )
+    parser.add_argument(
         "--log-level",
         default="WARNING",
         help="PREFECT_LOGGING_LEVEL (default: WARNING; INFO ships run logs to the API)",
@@ -338,15 +347,53 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("N, --rounds and --workers must be at least 1")
     home = temporary_home("p2f-bench-run-")
     configure_environment(home, args.log_level)
+    observe(args.observability)
     report = measure(args.n, args.rounds, directory=home / "build", max_workers=args.workers)
     report = {
         "python": sys.version.split()[0],
         "prefect": _prefect_version(),
         "log_level": args.log_level,
+        "observability": args.observability,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         **report,
     }
     print(json.dumps(report))
     return 0
+
+
+OBSERVABILITY = ("default", "off", "untraced", "on")
+_SINK = """
+import http.server, sys
+class Sink(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200); self.send_header("Content-Length", "0"); self.end_headers()
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+def observe(mode: str) -> None:
+    """Set the observability settings of this process (before the runtime is imported)."""
+    if mode == "default":
+        return
+    for name in ("PLAN2FLOW_LOG_FORMAT", "OTEL_EXPORTER_OTLP_ENDPOINT", "PLAN2FLOW_METRICS"):
+        os.environ.pop(name, None)
+    if mode == "off":
+        os.environ["PLAN2FLOW_METRICS"] = "off"
+        return
+    os.environ["PLAN2FLOW_LOG_FORMAT"] = "ecs"
+    if mode == "on":
+        # An OTLP/HTTP receiver in a process of its own, as a collector would be.
+        sink = subprocess.Popen([sys.executable, "-c", _SINK], stdout=subprocess.PIPE, text=True)
+        atexit.register(sink.kill)
+        assert sink.stdout is not None
+        os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = (
+            f"http://127.0.0.1:{sink.stdout.readline().strip()}"
+        )
 
 
 def _prefect_version() -> str:

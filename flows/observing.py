@@ -19,7 +19,7 @@ from plan2flow.observability import logs, tracing
 from plan2flow.observability.feed import follow_process_bus
 from plan2flow.observability.metrics import process_metrics
 from plan2flow.observability.secrets import process_secrets, secret_values
-from plan2flow.observability.settings import ecs_requested
+from plan2flow.observability.settings import ecs_requested, metrics_requested
 
 from .workspace import RunPlace
 
@@ -73,7 +73,8 @@ def run_began(place: RunPlace, params: Mapping[str, Any]) -> None:
             plan=place.plan,
             graph_hash=place.graph_hash,
         )
-        follow_process_bus(process_metrics())
+        if metrics_requested():
+            follow_process_bus(process_metrics())
         span = tracing.start_span(
             f"flow {place.plan}",
             attributes={

@@ -30,7 +30,7 @@ def follow(bus: EventBus, metrics: RunMetrics, pattern: str = ALL_EVENTS) -> Sub
         if existing is not None and not existing[0].closed:
             return existing[0]
         subscription = bus.subscribe(pattern, metrics.observe)
-        if not isinstance(bus, NullBus):
+        if existing is None and not isinstance(bus, NullBus):  # once: no duplicate families
             metrics.registry.register(BusCollector(bus.stats))
         published = bus.published if isinstance(bus, InProcessBus) else 0
         _FOLLOWED[key] = (subscription, bus, published)

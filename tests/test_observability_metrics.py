@@ -281,3 +281,49 @@ def test_run_writes_its_metrics_to_a_textfile(tmp_path: Path, run_home: Path) ->
     assert samples[("plan2flow_runs_total", (("plan", "counted"), ("state", "failed")))] == 1
     assert samples[("plan2flow_task_retries_total", (("plan", "counted"), ("type", "shell")))] == 1
     assert not list(target.parent.glob("*.tmp*"))  # written atomically: no temporary file left
+
+
+@pytest.mark.slow
+def test_metrics_serve_counts_every_process_events_from_nats(tmp_path: Path) -> None:
+    from events_nats import own_server
+
+    from plan2flow.events.jetstream import JetStreamBus, NatsSettings
+
+    with own_server(tmp_path / "nats") as nats:
+        env = {**os.environ, "PLAN2FLOW_EVENTS_URL": nats.url}
+        with subprocess.Popen(
+            [str(Path(sys.executable).parent / "plan2flow"), "metrics", "serve", "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        ) as process:
+            try:
+                assert process.stdout is not None
+                first = process.stdout.readline()
+                assert first.endswith("(events from NATS JetStream)\n"), first
+                url = first.split()[1]
+                bus = JetStreamBus(NatsSettings.from_env(env))
+                run = RunContext(tenant="acme", plan="etl", graphhash="sha256:1", flowrunid="r9")
+                for event in (
+                    run.flow("started", tasks=1),
+                    run.task("started", "load", tasktype="shell"),
+                    run.task("failed", "load", message="exit status 1"),
+                    run.flow("failed", message="1 task(s) failed: load", failed=["load"]),
+                ):
+                    bus.publish(event)
+                assert bus.flush(30)
+                bus.close()
+                failed = 'plan2flow_runs_total{plan="etl",state="failed"} 1.0'
+                wait_for(lambda: failed in httpx.get(url, timeout=10).text, "the consumed events")
+                text = httpx.get(url, timeout=10).text
+                assert (
+                    'plan2flow_task_runs_total{plan="etl",state="failed",type="shell"} 1.0' in text
+                )
+                assert "plan2flow_event_dlq_messages 0.0" in text
+                assert 'plan2flow_event_consumer_pending{consumer="plan2flow-metrics"} 0.0' in text
+                process.send_signal(signal.SIGTERM)
+                assert process.wait(timeout=30) == 0
+            finally:
+                if process.poll() is None:
+                    process.kill()
