@@ -30,6 +30,7 @@ from . import (  # noqa: F401
     metrics_commands,
     run_command,
     server_commands,
+    slo_commands,
 )
 from .app import EXIT_USAGE, app, say, tolerate_encoding, version
 

@@ -28,6 +28,7 @@ from .graph.link import link
 from .graph.order import topological_order
 from .graph.taskgraph import TaskGraph, build_taskgraph
 from .load import DEFAULT_LIMITS, Limits, SourceMap, load_plan
+from .spec.slo import Slo
 from .validate.approval_rules import check_approvals
 from .validate.cycles import check_cycles
 from .validate.escalation_rules import check_escalation
@@ -63,6 +64,8 @@ class CompileResult:
     warnings: tuple[Diagnostic, ...]
     source_map: SourceMap
     origins: Mapping[str, Origin] = dataclasses.field(default_factory=dict)
+    slo: Slo | None = None
+    """The plan's service-level objectives (not in the TaskGraph: they never change its hash)."""
 
     def provenance(self) -> list[Provenance]:
         """Every task's origin, located in the source, in the graph's task order."""
@@ -173,4 +176,6 @@ def compile_plan(
         source_map, [d for d in diagnostics if d.severity is Severity.WARNING], limits
     )
     origins = {task_id: node.origin for task_id, node in graph.nodes.items()}
-    return CompileResult(taskgraph, flow_source, warnings, source_map, origins)
+    return CompileResult(
+        taskgraph, flow_source, warnings, source_map, origins, slo=validated.spec.slo
+    )

@@ -17,7 +17,9 @@ import httpx
 import pytest
 import yaml
 from support import build_module, import_flow, need_service, plan_text
+from typer.testing import CliRunner
 
+from plan2flow.cli import app
 from plan2flow.events import process_bus
 from plan2flow.flows import runtime
 from plan2flow.observability.feed import follow
@@ -136,6 +138,17 @@ def test_the_failure_alert_fires_in_a_real_prometheus(
     (alert,) = poll(firing, "the alert to fire")
     assert alert["labels"]["plan"] == "alerting" and alert["labels"]["severity"] == "page"
     assert alert["annotations"]["summary"] == "plan alerting: 100% of runs failed (30 min)"
+    # The plan's SLO, asked of the same Prometheus: its only run failed.
+    plan = tmp_path / "alerting.yaml"
+    plan.write_text(
+        plan_text("alerting", TASKS, "slo: {success_ratio: 0.9, window: 1d}\n"), encoding="utf-8"
+    )
+    prometheus_url = api.removesuffix("/api/v1")
+    reported = CliRunner().invoke(app, ["slo", "report", str(plan), "--prometheus", prometheus_url])
+    assert reported.exit_code == 1, reported.output
+    assert reported.stdout == (
+        "alerting success 0.9 over 1d: 0.0000% good, NOT met, error budget left -900.0%\n"
+    )
 
 
 def alerts(api: str) -> list[dict[str, Any]]:

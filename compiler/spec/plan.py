@@ -9,6 +9,7 @@ from pydantic import Field, JsonValue, StringConstraints, model_validator
 from .base import AgentName, Model, PythonName, Tag, pattern
 from .components import Component, Delivery
 from .escalation import EscalationPolicy
+from .slo import Slo
 from .tasks import Task, TaskTypeName
 
 ParamType = Literal["string", "integer", "number", "boolean", "array", "object"]
@@ -108,3 +109,5 @@ class PlanSpec(Model):
     tasks: list[Task] = []
     components: list[Component] = []
     delivery: Delivery | None = None
+    slo: Slo | None = None
+    """Service-level objectives of the plan's runs (alert rules: ``plan2flow slo rules``)."""
