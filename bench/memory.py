@@ -17,7 +17,9 @@ JSON line:
   copying, fsync, rename, then the row and its audit entry), ``get`` (``materialize``: read,
   verify, write, rename), ``put_sensitive``/``get_sensitive`` (AES-256-GCM), against
   ``copyfile`` (``shutil.copyfile``, no fsync) and ``copyfile_atomic`` (a copy with a put's
-  guarantees: temporary, fsync, rename, fsync of the directory); ``ratios`` divides them;
+  guarantees: temporary, fsync, rename, fsync of the directory), ``sha256`` of the bytes, and
+  ``one_thread_put``/``one_thread_get`` (the blob store's put and get as done before hashing
+  overlapped the copy: one pass, one thread); ``ratios`` divides them;
 * ``<backend>.small_puts_per_s``: puts of 1 KiB artifacts per second (a row and an audit entry
   each: the per-task cost of storing an output);
 * ``<backend>.list``: ``--rows`` artifacts of one tenant (and a tenth as many of another)
@@ -100,6 +102,13 @@ def _one_round(store: ArtifactStore, source: Path, work: Path, index: int) -> di
         "copyfile_atomic": memory_blobs._timed(
             lambda: memory_blobs._copy_atomic(source, work / "atomic")
         ),
+        "sha256": memory_blobs._timed(lambda: memory_blobs._sha256(source)),
+        "one_thread_put": memory_blobs._timed(
+            lambda: memory_blobs._one_thread_put(source, work / "one_thread_put")
+        ),
+        "one_thread_get": memory_blobs._timed(
+            lambda: memory_blobs._one_thread_get(source, work / "one_thread_get")
+        ),
     }
     records: dict[str, ArtifactRecord] = {}
 
@@ -116,7 +125,7 @@ def _one_round(store: ArtifactStore, source: Path, work: Path, index: int) -> di
     assert memory_blobs._sha256(work / "got") == digest == memory_blobs._sha256(work / "opened")
     for record in records.values():
         store.delete(record, grace=dt.timedelta(0))
-    for name in ("copy", "atomic", "got", "opened"):
+    for name in ("copy", "atomic", "one_thread_put", "one_thread_get", "got", "opened"):
         (work / name).unlink()
     return seconds
 
@@ -150,6 +159,9 @@ def measure_transfer(size_mib: int, rounds: int, directory: Path) -> dict[str, A
         "put_over_copyfile": round(median["put"] / median["copyfile"], 2),
         "put_over_copyfile_atomic": round(median["put"] / median["copyfile_atomic"], 2),
         "get_over_copyfile": round(median["get"] / median["copyfile"], 2),
+        "get_over_sha256": round(median["get"] / median["sha256"], 2),
+        "put_over_one_thread_put": round(median["put"] / median["one_thread_put"], 2),
+        "get_over_one_thread_get": round(median["get"] / median["one_thread_get"], 2),
         "put_sensitive_over_put": round(median["put_sensitive"] / median["put"], 2),
         "get_sensitive_over_get": round(median["get_sensitive"] / median["get"], 2),
     }

@@ -267,19 +267,48 @@ def buffered(reader: VerifyingReader) -> BinaryIO:
 def write_verified(reader: VerifyingReader, destination: Path) -> int:
     """Copy a verifying reader to ``destination`` through a temporary beside it, renamed only
     once the whole blob has verified: a corrupted blob never lands there. Its size."""
-    temporary = destination.with_name(f".{destination.name}.{os.urandom(6).hex()}.part")
     with reader:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        return _write_beside(destination, lambda fd: copy_chunks(reader, write_all(fd)))
+
+
+def write_checked(
+    copy: Callable[[int], tuple[str, int]],
+    destination: Path,
+    *,
+    digest: str,
+    size: int,
+    name: str,
+) -> int:
+    """Let ``copy`` write a blob into a temporary beside ``destination`` (a descriptor open for
+    reading too), returning the sha256 and size of what it wrote; rename it there only if both
+    match ``digest`` and ``size``, else BlobCorrupted and no destination. Its size."""
+
+    def checked(fd: int) -> int:
+        seen, count = copy(fd)
+        if seen != digest or count != size:
+            raise BlobCorrupted(
+                f"{name}: corrupted, its {count} bytes (of {size}) do not hash to {digest}"
+            )
+        return count
+
+    return _write_beside(destination, checked)
+
+
+def _write_beside(destination: Path, fill: Callable[[int], int]) -> int:
+    """Run ``fill`` on a new temporary beside ``destination``, then rename it into place; on
+    any error (a corrupted blob included) the temporary goes."""
+    temporary = destination.with_name(f".{destination.name}.{os.urandom(6).hex()}.part")
+    fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    try:
         try:
-            try:
-                size = copy_chunks(reader, write_all(fd))
-            finally:
-                os.close(fd)
-            os.replace(temporary, destination)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
-            raise
+            size = fill(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, destination)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
     return size
 
 

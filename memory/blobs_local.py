@@ -14,6 +14,7 @@ import hashlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from stat import S_ISREG
 from typing import BinaryIO
 
 from .blobs import (
@@ -24,18 +25,23 @@ from .blobs import (
     VerifyingReader,
     blob_key,
     buffered,
-    copy_chunks,
     fsync_directory,
     is_digest,
     temporary_name,
     temporary_prefix,
     write_all,
-    write_verified,
+    write_checked,
 )
+from .blobs_pipeline import Copy, file_copy, hash_behind, stream_copy
 from .errors import BlobCorrupted, BlobNotFound, BlobStoreUnavailable
 from .settings import check_tenant
 
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+_CREATE = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+"""Read and write: the hashing thread reads a temporary back while it is written."""
+
+SMALL_FILE = 4 << 20
+"""Files up to this size are read whole and hashed before any write (no thread, no write at all
+for stored content); above it, copying while hashing wins."""
 
 
 @contextlib.contextmanager
@@ -89,42 +95,52 @@ class LocalBlobStore:
             return self._write(tenant, lambda fd: (digest, self._copy_bytes(data, fd)))
 
     def put_stream(self, tenant: str, source: Readable) -> PutResult:
-        def copy(fd: int) -> tuple[str, int]:
-            digest = hashlib.sha256()
-            size = copy_chunks(source, digest.update, write_all(fd))
-            return digest.hexdigest(), size
-
         with _storage_errors(self.root):
-            return self._write(tenant, copy)
+            return self._write(tenant, lambda fd: self._hash_behind(fd, stream_copy(source)))
 
     def put_file(self, tenant: str, path: Path) -> PutResult:
+        """A file of up to :data:`SMALL_FILE` bytes is hashed before anything is written, so a
+        put of stored content writes nothing; a larger one is copied by the kernel while a
+        second thread hashes the copy (see :mod:`~plan2flow.memory.blobs_pipeline`)."""
         with open(path, "rb", buffering=0) as source:
-            return self.put_stream(tenant, source)
+            stat = os.fstat(source.fileno())
+            if S_ISREG(stat.st_mode) and stat.st_size <= SMALL_FILE:
+                data = source.read(SMALL_FILE + 1)
+                if len(data) <= SMALL_FILE and not source.read(1):
+                    return self.put_bytes(tenant, data)
+                source.seek(0)  # it grew meanwhile
+            with _storage_errors(self.root):
+                return self._write(
+                    tenant, lambda fd: self._hash_behind(fd, file_copy(source.fileno()))
+                )
+
+    @staticmethod
+    def _hash_behind(fd: int, copy: Copy) -> tuple[str, int]:
+        """Copy and hash at once, the fsync overlapping the end of the hash."""
+        return hash_behind(fd, copy, then=lambda: os.fsync(fd))
 
     @staticmethod
     def _copy_bytes(data: bytes, fd: int) -> int:
         write_all(fd)(memoryview(data))
+        os.fsync(fd)
         return len(data)
 
-    def _write(self, tenant: str, copy: Callable[[int], tuple[str, int]]) -> PutResult:
-        """Let ``copy`` fill a new temporary (returning the digest and size of what it wrote),
-        then install it under its final name, unless the blob is already there: then only its
-        touch time is refreshed and the temporary dropped, never synced."""
+    def _write(self, tenant: str, fill: Callable[[int], tuple[str, int]]) -> PutResult:
+        """Let ``fill`` write a new temporary and fsync it (returning the digest and size of what
+        it wrote), then install it under its final name, unless the blob is already there: then
+        only its touch time is refreshed and the temporary dropped."""
         directory = self.root / temporary_prefix(tenant)
         self._make_directory(directory)
         temporary = directory / temporary_name()
         fd = os.open(temporary, _CREATE, 0o600)
         try:
             try:
-                digest, size = copy(fd)
-                final = self.path(tenant, digest)
-                created = not self._refresh(final, size)
-                if created:
-                    os.fchmod(fd, 0o400)
-                    os.fsync(fd)
+                os.fchmod(fd, 0o400)  # the descriptor stays writable
+                digest, size = fill(fd)
             finally:
                 os.close(fd)
-            if not created:
+            final = self.path(tenant, digest)
+            if self._refresh(final, size):
                 os.unlink(temporary)
                 return PutResult(digest, size, created=False)
             self._make_directory(final.parent)
@@ -177,7 +193,21 @@ class LocalBlobStore:
         return buffered(self._reader(tenant, digest))
 
     def copy_to(self, tenant: str, digest: str, destination: Path) -> int:
-        return write_verified(self._reader(tenant, digest), destination)
+        """The kernel copies the blob to a temporary beside ``destination`` while a second
+        thread hashes that temporary; it is renamed only once digest and size match."""
+        final = self.path(tenant, digest)
+        with _storage_errors(final, missing=self._missing(tenant, digest)):
+            source = open(final, "rb", buffering=0)  # noqa: SIM115 (closed below)
+        with source:
+            with _storage_errors(final):
+                expected = os.fstat(source.fileno()).st_size
+            return write_checked(
+                lambda fd: hash_behind(fd, file_copy(source.fileno())),
+                destination,
+                digest=digest,
+                size=expected,
+                name=str(final),
+            )
 
     def exists(self, tenant: str, digest: str) -> bool:
         return self.path(tenant, digest).is_file()
