@@ -31,6 +31,7 @@ from .blobs import (
     temporary_prefix,
     write_all,
     write_checked,
+    write_verified,
 )
 from .blobs_pipeline import Copy, file_copy, hash_behind, stream_copy
 from .errors import BlobCorrupted, BlobNotFound, BlobStoreUnavailable
@@ -193,14 +194,19 @@ class LocalBlobStore:
         return buffered(self._reader(tenant, digest))
 
     def copy_to(self, tenant: str, digest: str, destination: Path) -> int:
-        """The kernel copies the blob to a temporary beside ``destination`` while a second
-        thread hashes that temporary; it is renamed only once digest and size match."""
+        """Above :data:`SMALL_FILE`, the kernel copies the blob to a temporary beside
+        ``destination`` while a second thread hashes that temporary; below, one thread reads,
+        hashes and writes each chunk (a thread would cost more than it saves). Either way the
+        temporary is renamed only once digest and size match."""
         final = self.path(tenant, digest)
         with _storage_errors(final, missing=self._missing(tenant, digest)):
             source = open(final, "rb", buffering=0)  # noqa: SIM115 (closed below)
         with source:
             with _storage_errors(final):
                 expected = os.fstat(source.fileno()).st_size
+            if expected <= SMALL_FILE:
+                reader = VerifyingReader(source, digest=digest, size=expected, name=str(final))
+                return write_verified(reader, destination)
             return write_checked(
                 lambda fd: hash_behind(fd, file_copy(source.fileno())),
                 destination,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from plan2flow.memory import blobs_pipeline
+from plan2flow.memory import blobs_local, blobs_pipeline
 from plan2flow.memory.blobs_local import SMALL_FILE, LocalBlobStore
 from plan2flow.memory.blobs_pipeline import Copy, file_copy, hash_behind, stream_copy
 from plan2flow.memory.errors import BlobCorrupted
@@ -114,9 +114,11 @@ class _Bytes:
         return self._pieces.pop(0) if self._pieces else b""
 
 
+@pytest.mark.parametrize("small_file", [CHUNK, 1 << 30], ids=["two threads", "one thread"])
 def test_copy_to_finds_corruption_across_several_kernel_copies(
-    tmp_path: Path, small_steps: None
+    small_file: int, tmp_path: Path, small_steps: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(blobs_local, "SMALL_FILE", small_file)
     store = LocalBlobStore(tmp_path / "blobs")
     data = os.urandom(5 * CHUNK + 7)
     digest = store.put_bytes("acme", data).digest
