@@ -371,7 +371,7 @@ class JetStreamBus:
             wake = not self._sending
             self._sending = True
         if wake:
-            self._loop.call_soon_threadsafe(self._start_sending)
+            self._call_soon(self._start_sending)
         return "published"
 
     def _publish_waiting(self, event: Event) -> Outcome:
@@ -395,6 +395,12 @@ class JetStreamBus:
         self.acked += 1
         return "published"
 
+    def _call_soon(self, callback: Any, *args: Any) -> None:
+        """Hand work to the bus's loop; once the bus is closed there is none (an event
+        published then stays in the spool, for the next bus or ``plan2flow events flush``)."""
+        with contextlib.suppress(RuntimeError):  # the loop is closed
+            self._loop.call_soon_threadsafe(callback, *args)
+
     def _remember(self, event_id: str) -> None:
         self._recent[event_id] = None
         if len(self._recent) > RECENT_IDS:
@@ -406,7 +412,7 @@ class JetStreamBus:
         except OSError as error:
             stored = False
             LOGGER.error("event spool %s cannot be written: %s", self.spool.path, error)
-        self._loop.call_soon_threadsafe(self._kick.set)
+        self._call_soon(self._kick.set)
         if stored:
             self.spooled += 1
             return "spooled"
@@ -440,7 +446,7 @@ class JetStreamBus:
             if entry.future is not None and not entry.future.done():
                 futures.append(entry.future)
         if futures:
-            self._loop.call_soon_threadsafe(_cancel, futures)
+            self._call_soon(_cancel, futures)
         if entries:
             LOGGER.warning("%d event(s) in flight spooled: %s", len(entries), reason)
             events = [entry.event for entry in entries]
@@ -452,7 +458,7 @@ class JetStreamBus:
             self.spooled += stored
             for event in events[stored:]:
                 self._count_dropped(event)
-        self._loop.call_soon_threadsafe(self._kick.set)
+        self._call_soon(self._kick.set)
         self._room.notify_all()
 
     def flush(self, timeout: float = 5.0) -> bool:
@@ -487,7 +493,7 @@ class JetStreamBus:
         while self._spooling or not self.spool.is_empty():
             if time.monotonic() >= deadline:
                 return False
-            self._loop.call_soon_threadsafe(self._kick.set)
+            self._call_soon(self._kick.set)
             time.sleep(0.02)
         return True
 
@@ -763,7 +769,7 @@ class JetStreamBus:
             self._closed = True
             if self._window:  # published while closing
                 self._give_up("the bus was closed")
-        self._loop.call_soon_threadsafe(self._kick.set)
+        self._call_soon(self._kick.set)
 
         async def stop() -> None:
             for task in list(self._tasks):

@@ -369,3 +369,16 @@ def test_background_acks_keep_order_bound_what_is_in_flight_and_flush_waits(
     finally:
         bus.close()
     assert [s.event for s in admin.replay(from_seq=1, settings=shared)] == events
+
+
+@pytest.mark.parametrize("acks", ["background", "wait"])
+def test_a_publish_after_close_goes_to_the_spool(shared: NatsSettings, acks: str) -> None:
+    """A late publish (a thread still running at the process's end, after the bus closed at
+    exit) never raises: the event waits in the spool for the next bus or `events flush`."""
+    bus = JetStreamBus(shared.with_(acks=acks))
+    assert bus.wait_connected(10)
+    bus.close()
+    event = _run().task("started", "late")
+    assert bus.publish(event) == "spooled"
+    assert [e.id for e in bus.spool.read()] == [event.id]
+    assert admin.flush(shared).published == 1
