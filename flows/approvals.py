@@ -89,7 +89,7 @@ def describe(place: RunPlace, context: TaskContext, deadline: dt.datetime) -> st
         "",
         params["body"] or "(no text)",
         "",
-        "| | |",
+        "| About this answer | |",
         "|---|---|",
         f"| Options | {', '.join(f'`{o}`' for o in params['options'])} |",
         f"| Who may answer | {', '.join(params['respondents']) or 'anyone'} |",

@@ -36,7 +36,7 @@ from plan2flow.events import default_tenant, from_env
 from plan2flow.home import plan2flow_home
 from plan2flow.memory.audit import actor
 
-from . import approval_events, approvals, observing
+from . import approval_events, approvals, observing, plan_artifacts
 from .artifacts import Attempts, TaskOutput, digest_path
 from .caching import PlanTaskCache, cache_key
 from .errors import StaleModuleError, TaskFailure
@@ -229,6 +229,7 @@ class Run:
             artifacts=str(self.artifact_root),
         )
         self.release()
+        plan_artifacts.publish_outcome(self.graph.name, tasks)
         seconds = time.monotonic() - self.began
         observing.run_ended(self.place, None if ok else "tasks did not complete")
         if ok:
@@ -267,6 +268,7 @@ def start(module_file: str, graph_file: str, graph_hash: str, params: Mapping[st
             )
     flow_run_id = str(current_flow_run.id or f"local-{os.getpid()}-{time.time_ns()}")
     run = Run(graph, params, flow_run_id)
+    plan_artifacts.publish_plan(graph)
     discard_stale_staging(run.artifact_root, run.workspace.parent)
     run.memory = begin_run(run.place, params, actor())
     observing.run_began(run.place, params)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -61,6 +62,28 @@ def test_approve_runs_downstream_with_the_decision(tmp_path: Path, run_home: Pat
     decision = _decision(running, run_home)
     assert decision["option"] == "approve" and decision["respondent"] == "alice"
     assert decision["skipped"] == [] and decision["timed_out"] is False
+    artifacts = _artifacts(running.flow_run_id)
+    plan = artifacts["plan2flow-plan-approve"]
+    assert plan["type"] == "markdown"
+    assert "| `review` | approve, reject | alice | pause |" in plan["data"]
+    assert "| `ship` | shell | `review` |" in plan["data"]
+    outcome = json.loads(artifacts["plan2flow-outcome-approve"]["data"])
+    assert [(row["task"], row["state"]) for row in outcome] == [
+        ("build", "Completed"),
+        ("review", "Completed"),
+        ("ship", "Completed"),
+        ("after_ship", "Completed"),
+    ]
+
+
+def _artifacts(flow_run_id: str) -> dict[str, dict[str, Any]]:
+    response = httpx.post(
+        f"{api_url()}/artifacts/filter",
+        json={"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}},
+        timeout=10,
+    )
+    response.raise_for_status()
+    return {item["key"]: item for item in response.json()}
 
 
 def test_reject_skips_downstream_and_the_flow_completes(tmp_path: Path, run_home: Path) -> None:
