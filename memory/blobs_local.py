@@ -17,6 +17,7 @@ from pathlib import Path
 from stat import S_ISREG
 from typing import BinaryIO
 
+from . import blobs_pipeline
 from .blobs import (
     ALGORITHM,
     BlobInfo,
@@ -25,6 +26,7 @@ from .blobs import (
     VerifyingReader,
     blob_key,
     buffered,
+    copy_chunks,
     fsync_directory,
     is_digest,
     temporary_name,
@@ -97,7 +99,9 @@ class LocalBlobStore:
 
     def put_stream(self, tenant: str, source: Readable) -> PutResult:
         with _storage_errors(self.root):
-            return self._write(tenant, lambda fd: self._hash_behind(fd, stream_copy(source)))
+            if blobs_pipeline.OVERLAP:
+                return self._write(tenant, lambda fd: self._hash_behind(fd, stream_copy(source)))
+            return self._write(tenant, lambda fd: self._hash_in_turn(fd, source))
 
     def put_file(self, tenant: str, path: Path) -> PutResult:
         """A file of up to :data:`SMALL_FILE` bytes is hashed before anything is written, so a
@@ -110,6 +114,8 @@ class LocalBlobStore:
                 if len(data) <= SMALL_FILE and not source.read(1):
                     return self.put_bytes(tenant, data)
                 source.seek(0)  # it grew meanwhile
+            if not blobs_pipeline.OVERLAP:
+                return self.put_stream(tenant, source)
             with _storage_errors(self.root):
                 return self._write(
                     tenant, lambda fd: self._hash_behind(fd, file_copy(source.fileno()))
@@ -119,6 +125,14 @@ class LocalBlobStore:
     def _hash_behind(fd: int, copy: Copy) -> tuple[str, int]:
         """Copy and hash at once, the fsync overlapping the end of the hash."""
         return hash_behind(fd, copy, then=lambda: os.fsync(fd))
+
+    @staticmethod
+    def _hash_in_turn(fd: int, source: Readable) -> tuple[str, int]:
+        """One thread (one core): each chunk read, hashed and written in turn, then fsync."""
+        digest = hashlib.sha256()
+        size = copy_chunks(source, digest.update, write_all(fd))
+        os.fsync(fd)
+        return digest.hexdigest(), size
 
     @staticmethod
     def _copy_bytes(data: bytes, fd: int) -> int:
@@ -194,7 +208,7 @@ class LocalBlobStore:
         return buffered(self._reader(tenant, digest))
 
     def copy_to(self, tenant: str, digest: str, destination: Path) -> int:
-        """Above :data:`SMALL_FILE`, the kernel copies the blob to a temporary beside
+        """Above :data:`SMALL_FILE` on two cores, the kernel copies the blob to a temporary beside
         ``destination`` while a second thread hashes that temporary; below, one thread reads,
         hashes and writes each chunk (a thread would cost more than it saves). Either way the
         temporary is renamed only once digest and size match."""
@@ -204,7 +218,7 @@ class LocalBlobStore:
         with source:
             with _storage_errors(final):
                 expected = os.fstat(source.fileno()).st_size
-            if expected <= SMALL_FILE:
+            if expected <= SMALL_FILE or not blobs_pipeline.OVERLAP:
                 reader = VerifyingReader(source, digest=digest, size=expected, name=str(final))
                 return write_verified(reader, destination)
             return write_checked(

@@ -29,6 +29,9 @@ KERNEL_STEP = 8 << 20
 """Bytes per ``copy_file_range``/``sendfile`` call: the hasher may start on the first 8 MiB
 while the kernel copies the next; more calls would only add system calls."""
 
+OVERLAP = len(os.sched_getaffinity(0)) >= 2 if hasattr(os, "sched_getaffinity") else True
+"""Whether this process may run on two cores: on one, a second thread only adds its switches."""
+
 Progress = Callable[[int], None]
 """Called by a copy with the number of bytes written so far, after each write."""
 

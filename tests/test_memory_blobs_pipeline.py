@@ -114,11 +114,20 @@ class _Bytes:
         return self._pieces.pop(0) if self._pieces else b""
 
 
-@pytest.mark.parametrize("small_file", [CHUNK, 1 << 30], ids=["two threads", "one thread"])
+@pytest.mark.parametrize(
+    ("small_file", "overlap"),
+    [(CHUNK, True), (1 << 30, True), (CHUNK, False)],
+    ids=["two threads", "small, one thread", "one core"],
+)
 def test_copy_to_finds_corruption_across_several_kernel_copies(
-    small_file: int, tmp_path: Path, small_steps: None, monkeypatch: pytest.MonkeyPatch
+    small_file: int,
+    overlap: bool,
+    tmp_path: Path,
+    small_steps: None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(blobs_local, "SMALL_FILE", small_file)
+    monkeypatch.setattr(blobs_pipeline, "OVERLAP", overlap)
     store = LocalBlobStore(tmp_path / "blobs")
     data = os.urandom(5 * CHUNK + 7)
     digest = store.put_bytes("acme", data).digest
@@ -136,10 +145,23 @@ def test_copy_to_finds_corruption_across_several_kernel_copies(
         assert os.listdir(tmp_path / "out") == []
 
 
+@pytest.mark.parametrize("overlap", [True, False], ids=["two cores", "one core"])
 @pytest.mark.parametrize("size", [SMALL_FILE, SMALL_FILE + 1])
-def test_put_file_of_stored_content_leaves_nothing_behind(size: int, tmp_path: Path) -> None:
-    """Up to SMALL_FILE hashed first (nothing written), above it copied and hashed at once
-    (the temporary dropped): either way one blob, the same digest, no temporary."""
+def test_put_file_of_stored_content_leaves_nothing_behind(
+    size: int, overlap: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Up to SMALL_FILE hashed first (nothing written), above it copied and hashed at once, or
+    in turn on one core (the temporary dropped): either way one blob, its digest, no
+    temporary, and no hashing thread on one core."""
+    monkeypatch.setattr(blobs_pipeline, "OVERLAP", overlap)
+    started = threading.Thread.start
+    threads: list[str] = []
+
+    def start(thread: threading.Thread) -> None:
+        threads.append(thread.name)
+        started(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
     store = LocalBlobStore(tmp_path / "blobs")
     source = tmp_path / "source"
     source.write_bytes(os.urandom(size))
@@ -150,3 +172,4 @@ def test_put_file_of_stored_content_leaves_nothing_behind(size: int, tmp_path: P
     assert (again.digest, again.created) == (first.digest, False)
     assert os.listdir(tmp_path / "blobs" / "acme" / "tmp") == []
     assert [blob.digest for blob in store.iter_blobs("acme")] == [first.digest]
+    assert threads == (["blob-hasher"] * 2 if overlap and size > SMALL_FILE else [])
