@@ -1,6 +1,6 @@
 """What an approval tells the world: ``plan2flow.approval.requested|given|timed_out`` on the
 event bus (typed, registered here) and as Prefect events (so automations can notify people),
-and, once the memory part journals approvals, an entry in the audit journal."""
+and an entry in the audit journal (who answered what, when, for which run and task)."""
 
 from __future__ import annotations
 
@@ -82,8 +82,8 @@ def announce(place: RunPlace, what: str, task_id: str, **data: Any) -> None:
 
 
 def journal(place: RunPlace, action: str, task_id: str, detail: dict[str, Any]) -> bool:
-    """An entry in the audit journal, by the respondent when there is one; ``False`` when the
-    journal does not record approvals (yet) or cannot be written: an answer is never lost
+    """An entry in the run's tenant's audit journal (the intervention journal), by the
+    respondent when there is one; ``False`` when it cannot be written: an answer is never lost
     for it, the decision artifact and the events hold it."""
     from plan2flow.memory import audit
 
@@ -99,7 +99,7 @@ def journal(place: RunPlace, action: str, task_id: str, detail: dict[str, Any]) 
         with configured_database(settings) as database:
             audit.record(
                 database,
-                settings.tenant,
+                place.tenant,
                 action,
                 subject,
                 {**detail, "flow_run_id": place.flow_run_id, "graph_hash": place.graph_hash},

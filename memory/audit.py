@@ -46,6 +46,9 @@ ACTOR_ENV = "PLAN2FLOW_ACTOR"
 
 ACTIONS = (
     "agent.registered",
+    "approval.given",
+    "approval.requested",
+    "approval.timed_out",
     "artifact.deleted",
     "artifact.stored",
     "compile",
@@ -61,6 +64,7 @@ ACTIONS = (
     "task.failed",
     "task.not_run",
     "task.retrying",
+    "task.skipped",
     "task.started",
     "tenant.created",
 )
