@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -27,6 +28,12 @@ LOGGER = logging.getLogger("plan2flow.runtime")
 PREFECT_STREAM_LOGGERS = ("", "uvicorn", "fastapi", "prefect._internal")
 """The root, and Prefect's loggers that write to a stream without propagating to it."""
 _FLOW_SPANS: dict[str, Any] = {}
+_RUNS: OrderedDict[str, dict[str, Any]] = OrderedDict()
+"""The ids of the flow runs begun in this process, for Prefect's lines written after a run's
+context ended ("Finished in state …"); the oldest forgotten first."""
+REMEMBERED_RUNS = 1000
+_BOUND: dict[str, Any] = {}
+"""The log ids' token of each flow run of this process, reset when it ends."""
 _LOCK = threading.Lock()
 
 
@@ -36,6 +43,10 @@ class PrefectIdsFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         fields = record.__dict__
+        known = _RUNS.get(str(fields.get("flow_run_id", "")))
+        if known is not None and "plan2flow.correlation_id" not in fields:
+            for name, value in known.items():
+                fields.setdefault(name, value)
         if "plan2flow.correlation_id" not in fields:
             flow = FlowRunContext.get()
             if flow is not None and flow.flow_run is not None:
@@ -67,12 +78,19 @@ def run_began(place: RunPlace, params: Mapping[str, Any]) -> None:
     try:
         configure_logs()
         process_secrets().add(secret_values(params))
-        logs.bind(
+        token = logs.bind(
             correlation_id=place.flow_run_id,
             tenant=place.tenant,
             plan=place.plan,
             graph_hash=place.graph_hash,
         )
+        with _LOCK:
+            _BOUND[place.flow_run_id] = token
+            _RUNS[place.flow_run_id] = logs.LogIds(
+                place.flow_run_id, place.tenant, place.plan, place.graph_hash
+            ).fields()
+            while len(_RUNS) > REMEMBERED_RUNS:
+                _RUNS.popitem(last=False)
         if metrics_requested():
             follow_process_bus(process_metrics())
         span = tracing.start_span(
@@ -95,6 +113,9 @@ def run_ended(place: RunPlace, failure: str | None = None) -> None:
     """The flow run's span ends (failed with `failure`'s message when there is one)."""
     with _LOCK:
         span = _FLOW_SPANS.pop(place.flow_run_id, None)
+        token = _BOUND.pop(place.flow_run_id, None)
+    if token is not None:
+        logs.unbind(token)  # the caller's thread (a flow runs in it) keeps no run's ids
     tracing.end_span(span, error=failure)
     tracing.flush()
 

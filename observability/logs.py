@@ -63,9 +63,18 @@ def bound(**ids: Any) -> Iterator[LogIds]:
         _IDS.reset(token)
 
 
-def bind(**ids: Any) -> None:
-    """Bind ids for the rest of this context (a flow's body: its tasks' threads copy it)."""
-    _IDS.set(dataclasses.replace(current_ids(), **ids))
+def bind(**ids: Any) -> contextvars.Token[LogIds | None]:
+    """Bind ids for the rest of this context (a flow's body: its tasks' threads copy it); the
+    token given to :func:`unbind` restores what was bound before."""
+    return _IDS.set(dataclasses.replace(current_ids(), **ids))
+
+
+def unbind(token: contextvars.Token[LogIds | None]) -> None:
+    """Restore the ids bound before :func:`bind` (in the context that bound them)."""
+    try:
+        _IDS.reset(token)
+    except ValueError:  # another context: the one that bound them ends with its ids
+        return
 
 
 @contextlib.contextmanager

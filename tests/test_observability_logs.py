@@ -84,7 +84,8 @@ def test_a_record_is_one_ecs_line_with_the_bound_ids_and_secrets_masked() -> Non
         "graph_hash": "sha256:1",
     }
     assert "trace" not in second
-    assert "abcdefgh1234" not in stream.getvalue() and "plan2flow" not in third
+    assert "abcdefgh1234" not in stream.getvalue()
+    assert "plan2flow" not in third
     assert "[REDACTED]" in json.dumps(third["error"])
 
 
