@@ -24,6 +24,7 @@ PARTS = tuple(
         "cli",
         "home",
         "memory",
+        "observability",
     )
 )
 SCRIPTS = ("plan2flow.memory.db.migrations.",)
