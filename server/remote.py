@@ -69,7 +69,7 @@ class Api:
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
         try:
-            response = self.client.request(method, path, json=body)
+            response = self._request(method, path, body)
         except httpx.HTTPError as error:
             raise RemoteError(
                 f"cannot reach the Prefect server at {self.api_url}: {error}"
@@ -82,6 +82,30 @@ class Api:
                 f"{response.text[:300]}"
             )
         return response.json()
+
+    def _request(self, method: str, path: str, body: Any) -> httpx.Response:
+        """Like Prefect's own client, a busy server's 429, 502 and 503 (its database locked
+        under load) are tried again, waiting as it asks (``Retry-After``) or longer each time."""
+        for attempt in range(BUSY_RETRIES):
+            response = self.client.request(method, path, json=body)
+            if response.status_code not in BUSY_STATUSES or attempt == BUSY_RETRIES - 1:
+                break
+            asked = _retry_after(response)
+            time.sleep(BUSY_BACKOFF_SECONDS * 2**attempt if asked is None else asked)
+        return response
+
+
+BUSY_STATUSES = frozenset({429, 502, 503})
+BUSY_RETRIES = 6
+BUSY_BACKOFF_SECONDS = 0.5
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """The server's ``Retry-After`` in seconds (capped at a minute), when it sends one."""
+    try:
+        return min(float(response.headers["retry-after"]), 60.0)
+    except (KeyError, ValueError):
+        return None
 
 
 def _when(value: str | None) -> str | None:

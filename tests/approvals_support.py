@@ -101,9 +101,15 @@ def wait_paused(running: RunningFlow) -> dict[str, Any]:
 
 def resume(flow_run_id: str, answer: dict[str, Any]) -> dict[str, Any]:
     """Answer through Prefect's REST API, as any HTTP client can."""
-    response = httpx.post(
-        f"{api_url()}/flow_runs/{flow_run_id}/resume", json={"run_input": answer}, timeout=10
-    )
+
+    def answered() -> httpx.Response | None:
+        response = httpx.post(
+            f"{api_url()}/flow_runs/{flow_run_id}/resume", json={"run_input": answer}, timeout=30
+        )
+        # A server whose database is busy under load says 503: as Prefect's clients do, ask again.
+        return None if response.status_code == 503 else response
+
+    response: httpx.Response = poll("an answer the server takes", answered)
     response.raise_for_status()
     data: dict[str, Any] = response.json()
     return data
