@@ -283,7 +283,25 @@ def _fill(page: Page) -> int:
     return int(result.get("result", {}).get("value") or 0)
 
 
-def test_the_resume_form_of_the_prefect_ui_answers_an_approval(server: Server) -> None:
+def _worker_gone(server: Server) -> bool:
+    """Whether the module's worker was killed (by the kill -9 test, in any order before)."""
+    pid = json.loads((server.home / "server.json").read_text())["worker_pid"]
+    return not Path(f"/proc/{pid}").exists() or _zombie(pid)
+
+
+@pytest.fixture
+def serving(server: Server) -> Iterator[Server]:
+    """The module's server with a worker: a worker of the test's own when the kill -9 test
+    has killed the module's."""
+    replacement = _worker(server) if _worker_gone(server) else None
+    yield server
+    if replacement is not None:
+        replacement.terminate()
+        replacement.wait(timeout=30)
+
+
+def test_the_resume_form_of_the_prefect_ui_answers_an_approval(serving: Server) -> None:
+    server = serving
     need_service(CHROMIUM is not None, "chromium is not installed (make system-deps installs it)")
     flow_run_id = server.deploy_and_trigger(server.plan("ui-approval", UI_PLAN))
     server.wait_state(flow_run_id, "PAUSED")
