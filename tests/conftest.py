@@ -12,12 +12,25 @@ import pytest
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under xdist (`--dist loadgroup`), the tests sharing one `plan2flow up` server per backend
-    run in one worker, so that each server starts once."""
+    run in one worker, so that each server starts once; so do the tests that start and kill
+    nats-servers of their own."""
     for item in items:
         callspec = getattr(item, "callspec", None)
         backend = callspec.params.get("local") if callspec else None
         if isinstance(backend, str):
             item.add_marker(pytest.mark.xdist_group(f"plan2flow-up-{backend}"))
+        elif getattr(item, "module", None) is not None and _starts_nats_servers(item.module):
+            # A killed private server's free port may be taken by another test's new server,
+            # which a reconnecting bus would then reach: these tests run one at a time.
+            item.add_marker(pytest.mark.xdist_group("private-nats-servers"))
+
+
+def _starts_nats_servers(module: object) -> bool:
+    """Whether a test module starts nats-server processes of its own (tests/events_nats.py)."""
+    return any(
+        getattr(getattr(module, name, None), "__module__", None) == "events_nats"
+        for name in ("own_server", "own_cluster", "Server")
+    )
 
 
 @pytest.fixture(scope="session")
