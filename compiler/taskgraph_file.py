@@ -72,10 +72,27 @@ class ScheduleInfo(_Entry):
     timezone: str | None
 
 
+class BudgetInfo(_Entry):
+    """``settings.budget``: US dollars per period (``day``, ``week``, ``month``, ``year``,
+    ``total``)."""
+
+    usd: float
+    period: str
+
+
 class Settings(_Entry):
     """``settings``."""
 
     max_parallelism: int
+    budget: BudgetInfo | None = None
+    """Present only when the plan declares a budget."""
+
+    @model_serializer(mode="wrap")
+    def _without_absent_budget(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        dumped: dict[str, Any] = handler(self)
+        if dumped.get("budget") is None:
+            dumped.pop("budget", None)
+        return dumped
 
 
 class AgentRef(_Entry):

@@ -118,6 +118,15 @@ def _params(spec: PlanSpec) -> dict[str, Any]:
     }
 
 
+def _settings(spec: PlanSpec) -> dict[str, Any]:
+    """``settings``; ``budget`` only when the plan declares one (graphs without stay as they
+    were, hash included)."""
+    settings: dict[str, Any] = {"max_parallelism": spec.defaults.max_parallelism}
+    if spec.budget is not None:
+        settings["budget"] = spec.budget.model_dump(mode="json")
+    return settings
+
+
 def build_taskgraph(spec: PlanSpec, graph: LinkedGraph, order: list[str]) -> TaskGraph:
     hashes: dict[str, str] = {}
     tasks = []
@@ -155,7 +164,7 @@ def build_taskgraph(spec: PlanSpec, graph: LinkedGraph, order: list[str]) -> Tas
         "params": _params(spec),
         "plan": _plan_fields(spec),
         "schedule": spec.schedule.model_dump(mode="json") if spec.schedule else None,
-        "settings": {"max_parallelism": spec.defaults.max_parallelism},
+        "settings": _settings(spec),
         "tasks": tasks,
     }
     unhashed = render_document(document)

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, JsonValue, StringConstraints, model_validator
 
 from .base import AgentName, Model, PythonName, Tag, pattern
+from .budget import Budget
 from .components import Component, Delivery
 from .escalation import EscalationPolicy
 from .slo import Slo
@@ -111,3 +112,5 @@ class PlanSpec(Model):
     delivery: Delivery | None = None
     slo: Slo | None = None
     """Service-level objectives of the plan's runs (alert rules: ``plan2flow slo rules``)."""
+    budget: Budget | None = None
+    """What the plan's runs may spend per period (compute and model tokens, US dollars)."""
