@@ -60,7 +60,8 @@ def show_command(
         raise _fail(err, str(error), EXIT_INVALID) from None
     except RemoteError as error:
         raise _fail(err, str(error)) from None
-    say(console, f"approval {item.task} of plan {item.plan} ({item.state})")
+    what = "escalation (human tier)" if item.kind == "escalation" else "approval"
+    say(console, f"{what} {item.task} of plan {item.plan} ({item.state})")
     say(console, f"options: {', '.join(item.options)}")
     say(console, f"respondents: {', '.join(item.respondents) or 'anyone'}")
     for name, field in sorted(item.form.items()):

@@ -5,8 +5,10 @@ tiers compete: agreement counts across them), and the best is kept once it reach
 threshold. A tier that cannot run (no API key, a host not allowed, the budget spent, a server
 asking for a longer wait than allowed) hands over to the next one; a redaction that fails, or a
 token that does not come back, goes straight to the human tier: nothing is sent, nothing kept.
-Until the human-in-the-loop step exists, reaching the human tier ends the chain as a failure
-that names the tier and why.
+At the human tier a person is asked through the desk of the flow run (:mod:`.human`): accept
+the best variant, edit its code, reject, or retry the model tiers, at most
+:data:`~.human.ROUNDS` answers; without a desk (outside a flow run) the chain ends as a
+failure that names the tier and why.
 """
 
 from __future__ import annotations
@@ -18,19 +20,34 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from plan2flow.compiler.spec.escalation import EscalationPolicy, Tier
+from plan2flow.compiler.spec.escalation import EscalationPolicy, HumanTier, Tier
 
 from .asking import TierAnswers, ask_tier
 from .budget import Budget
 from .errors import HostDenied, ModelCallFailed, RedactionFailed
 from .gateway import Gateway, local_outbound
-from .prompt import SYSTEM, messages
+from .human import ROUNDS, HumanAnswer, HumanDesk, HumanQuestion, edit_problem, summarize
+from .prompt import SYSTEM, messages, with_bodies
 from .remote import ChatClient, Sleep
 from .scoring import Contender, best, score_all
 from .signals import measure
 from .variants import CodeTask, Variant
 
 OnEvent = Callable[[str, dict[str, Any]], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class HumanStep:
+    """One answer at the human tier (``timed_out`` when none came) and what it led to."""
+
+    round: int
+    decision: str
+    respondent: str | None
+    comment: str | None
+    outcome: str
+    """``kept``, ``rejected``, ``retried``, ``refused`` (asked again) or ``timed_out``."""
+    kept: str | None = None
+    note: str | None = None
 
 
 @dataclasses.dataclass
@@ -47,6 +64,8 @@ class ChainResult:
     winner: Variant | None = None
     redactions: dict[str, int] = dataclasses.field(default_factory=dict)
     seconds: float = 0.0
+    human: list[HumanStep] = dataclasses.field(default_factory=list)
+    """The answers at the human tier, in order."""
 
     @property
     def cost_usd(self) -> float:
@@ -63,6 +82,8 @@ class Surroundings:
     sleep: Sleep = time.sleep
     rng: random.Random = dataclasses.field(default_factory=random.Random)
     on_event: OnEvent = lambda _name, _data: None
+    desk: HumanDesk | None = None
+    """Who asks a person at the human tier; None outside a flow run."""
 
 
 def _score(task: CodeTask, policy: EscalationPolicy, variants: list[Variant], where: Path) -> None:
@@ -120,6 +141,7 @@ class _Run:
         self.task, self.policy, self.around = task, policy, surroundings
         self.local = local
         self.variants: list[Variant] = []
+        self.human: list[HumanStep] = []
         self.budget = Budget(policy.budget_usd)
         self.gateway = Gateway(policy.redact, policy.allowed_hosts)
         self.started = time.perf_counter()
@@ -135,6 +157,7 @@ class _Run:
             winner=winner,
             redactions=dict(sorted(self.gateway.counts.items())),
             seconds=round(time.perf_counter() - self.started, 3),
+            human=list(self.human),
         )
 
     def run(self) -> ChainResult:
@@ -147,11 +170,32 @@ class _Run:
                 "variants": policy.variants,
             },
         )
+        human = next((t.human for t in policy.tiers if t.human is not None), None)
+        machines = [(i, t) for i, t in enumerate(policy.tiers) if t.human is None]
+        ended, why, needs_human = self._machines(machines, retry=0)
+        if ended is not None:
+            return ended
+        if human is not None:
+            return self._human(human, machines, why)
+        if needs_human is not None:
+            return self.result("failed", needs_human, f"{why}; a person must decide", None)
+        return self.result("failed", policy.tiers[-1].kind, why + "; no tier is left", None)
+
+    def _machines(
+        self, tiers: list[tuple[int, Tier]], *, retry: int
+    ) -> tuple[ChainResult | None, str, str | None]:
+        """Run the model tiers in order: the result once a variant is kept, else why not (and
+        the tier whose answer needs a person, if one does). A retry asks the model tiers again
+        (the template's variant would be the same: it is not made again)."""
+        policy = self.policy
         why = "no tier ran"
-        for index, tier in enumerate(policy.tiers):
-            if tier.human is not None:
-                return self.result("failed", "human", _human_reason(why), None)
+        for index, tier in tiers:
+            if retry and tier.local is not None and tier.local.base_url is None:
+                continue
             answers = self._tier(index, tier)
+            for variant in answers.variants:
+                if retry:
+                    variant.label += f"-r{retry}"
             self.variants.extend(answers.variants)
             where = self.around.workdir / "variants"
             _score(self.task, policy, self.variants, where)
@@ -159,22 +203,140 @@ class _Run:
             for variant in answers.variants:
                 self.around.on_event("variant_scored", _variant_event(variant))
             if answers.needs_human is not None:
-                human = "human" if any(t.human for t in policy.tiers) else tier.kind
-                return self.result("failed", human, _human_reason(answers.needs_human), None)
+                return None, answers.needs_human, tier.kind
             gated = self.task.check is not None
             leader = _leader(self.variants, gated)
             if leader is not None and leader.score >= policy.threshold:
                 reason = f"{leader.label} scores {leader.score:.3f} >= threshold {policy.threshold}"
                 if gated:
                     reason += " and passes the downstream checks"
-                return self.result("kept", tier.kind, reason, leader)
+                return self.result("kept", tier.kind, reason, leader), reason, None
             failing = _failed_checks(self.variants) if gated and leader is None else None
             if failing is not None:
                 why = failing + (f" ({answers.stopped})" if answers.stopped else "")
             else:
                 best_any = _leader(self.variants, False) if leader is None else leader
                 why = _shortfall(tier.kind, best_any, policy.threshold, answers.stopped)
-        return self.result("failed", policy.tiers[-1].kind, why + "; no tier is left", None)
+        return None, why, None
+
+    def _human(self, tier: HumanTier, machines: list[tuple[int, Tier]], why: str) -> ChainResult:
+        """Ask a person, at most :data:`ROUNDS` times: accept, edit, reject or retry."""
+        desk = self.around.desk
+        if desk is None:
+            reason = (
+                f"{why}; a person must decide, and no one can be asked outside a Prefect flow run "
+                "(run the plan as a flow to get the human tier's form)"
+            )
+            return self.result("failed", "human", reason, None)
+        note: str | None = None
+        for round_ in range(1, ROUNDS + 1):
+            best_one = _best_with_code(self.variants)
+            question = self._question(tier, why, round_, note, best_one)
+            self.around.on_event(
+                "human_requested",
+                {"round": round_, "reason": why, "best": question.best, "mode": tier.mode},
+            )
+            answer = desk.ask(question)
+            if answer is None:
+                self._answered(round_, None, "timed_out", None)
+                reason = f"{why}; no one answered within {tier.timeout_s:g} s (the human tier)"
+                return self.result("failed", "human", reason, None)
+            who = answer.respondent
+            said = f" ({answer.comment})" if answer.comment else ""
+            if answer.decision == "reject":
+                self._answered(round_, answer, "rejected", None)
+                reason = f"{why}; rejected at the human tier by {who!r}{said}"
+                return self.result("failed", "human", reason, None)
+            if answer.decision == "accept":
+                if best_one is not None:
+                    self._answered(round_, answer, "kept", best_one.label)
+                    reason = (
+                        f"{best_one.label} (score {best_one.score:.3f}) accepted at the human "
+                        f"tier by {who!r}{said}"
+                    )
+                    return self.result("kept", "human", reason, best_one)
+                note = f"{who!r} answered accept, but no variant has code to keep"
+                self._answered(round_, answer, "refused", None, note)
+                continue
+            if answer.decision == "edit":
+                edited, note = self._edit(answer, round_)
+                if edited is not None:
+                    self._answered(round_, answer, "kept", edited.label)
+                    reason = (
+                        f"the code of {who!r} ({edited.label}, score {edited.score:.3f}) kept at "
+                        f"the human tier{said}"
+                    )
+                    return self.result("kept", "human", reason, edited)
+                self._answered(round_, answer, "refused", None, note)
+                continue
+            self._answered(round_, answer, "retried", None)
+            ended, why, _ = self._machines(machines, retry=round_)
+            if ended is not None:
+                return ended
+            note = f"{who!r} asked to retry; the chain ran again and kept nothing"
+        reason = f"{why}; no decision ended the escalation after {ROUNDS} answers (the human tier)"
+        return self.result("failed", "human", reason, None)
+
+    def _question(
+        self, tier: HumanTier, why: str, round_: int, note: str | None, best_one: Variant | None
+    ) -> HumanQuestion:
+        code = None
+        if best_one is not None and best_one.files is not None:
+            code = self.gateway.shown(best_one.files.get(f"{self.task.module}.py", ""))
+        return HumanQuestion(
+            task_id=self.task.task_id,
+            plan=self.task.plan,
+            module=self.task.module,
+            reason=why,
+            threshold=self.policy.threshold,
+            variants=tuple(summarize(v) for v in self.variants),
+            best=None if best_one is None else best_one.label,
+            best_code=code if code is not None else None,
+            round=round_,
+            note=note,
+            timeout_s=tier.timeout_s,
+            mode=tier.mode,
+        )
+
+    def _edit(self, answer: HumanAnswer, round_: int) -> tuple[Variant | None, str | None]:
+        """The person's code as a variant, scored and checked like the others; None and why
+        when it cannot be used (it does not parse, or the tests cannot be rendered)."""
+        problem = edit_problem(answer.code)
+        if problem is not None:
+            return None, f"the edit of {answer.respondent!r} is refused: {problem}"
+        assert answer.code is not None  # edit_problem refuses no code
+        tests = _tests_of(self.task, self.variants)
+        if tests is None:
+            return None, f"the edit of {answer.respondent!r} is refused: no tests to score it"
+        module = f"{self.task.module}.py"
+        files = {module: answer.code, **tests}
+        variant = Variant(f"h{round_}-human", "human", model=None, files=files)
+        self.variants.append(variant)
+        where = self.around.workdir / "variants"
+        _score(self.task, self.policy, self.variants, where)
+        _check(self.task, [variant], 0.0, where)
+        self.around.on_event("variant_scored", _variant_event(variant))
+        return variant, None
+
+    def _answered(
+        self,
+        round_: int,
+        answer: HumanAnswer | None,
+        outcome: str,
+        kept: str | None,
+        note: str | None = None,
+    ) -> None:
+        step = HumanStep(
+            round=round_,
+            decision="timed_out" if answer is None else answer.decision,
+            respondent=None if answer is None else answer.respondent,
+            comment=None if answer is None else answer.comment,
+            outcome=outcome,
+            kept=kept,
+            note=note,
+        )
+        self.human.append(step)
+        self.around.on_event("human_answered", dataclasses.asdict(step))
 
     def _tier(self, index: int, tier: Tier) -> TierAnswers:
         prompt = messages(self.task.spec, self.task.dependencies, self.task.feedback)
@@ -233,8 +395,26 @@ def _failed_checks(variants: list[Variant]) -> str | None:
     )
 
 
-def _human_reason(why: str) -> str:
-    return f"{why}; a person must decide, and the human-in-the-loop step is not available yet"
+def _best_with_code(variants: list[Variant]) -> Variant | None:
+    """The best variant that has code: what ``accept`` keeps."""
+    with_code = [v for v in variants if v.files is not None]
+    index = best([Contender(v.score, v.passed, v.cost_usd) for v in with_code])
+    return None if index is None else with_code[index]
+
+
+def _tests_of(task: CodeTask, variants: list[Variant]) -> dict[str, str] | None:
+    """The tests rendered from the spec's examples (a person's edit is scored by them): those
+    of a variant, else rendered with placeholder bodies; None when the spec cannot be."""
+    name = f"test_{task.module}.py"
+    for variant in variants:
+        if variant.files is not None and name in variant.files:
+            return {name: variant.files[name]}
+    placeholders = {f["name"]: "raise NotImplementedError" for f in task.spec.get("functions", [])}
+    try:
+        files = task.render(with_bodies(task.spec, placeholders))
+    except (ValueError, KeyError):
+        return None
+    return {name: files[name]} if name in files else None
 
 
 def _variant_event(variant: Variant) -> dict[str, Any]:

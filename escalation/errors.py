@@ -9,7 +9,7 @@
     ├── ModelCallFailed     a model did not answer: retries spent, not retryable, a long wait (2)
     ├── AnswerInvalid       a model's answer is not the JSON asked for (2)
     ├── EscalationFailed    no variant reached the threshold and no tier is left (1)
-    │   └── HumanTierReached  the chain needs a person, and no one can be asked yet (1)
+    │   └── HumanTierReached  it ended at the human tier: rejected, unanswered, no one to ask (1)
     ├── JournalError        the escalation journal cannot be read or written (2)
     └── RecordNotFound      no journal record has the id asked for (1)
 """
@@ -75,7 +75,8 @@ class AnswerInvalid(EscalationError):
 
 
 class HumanTierReached(EscalationFailed):
-    """The chain reached the human tier, which needs the human-in-the-loop step."""
+    """The escalation ended at the human tier without a kept variant: a person rejected it, no
+    one answered in time, no answer ended it, or no one can be asked (outside a flow run)."""
 
 
 class JournalError(EscalationError):

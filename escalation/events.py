@@ -5,6 +5,8 @@ type                                data
 =================================== ==============================================
 ``plan2flow.escalation.started``    :class:`EscalationStarted`
 ``plan2flow.escalation.variant_scored`` :class:`VariantScored` (id includes the label)
+``plan2flow.escalation.human_requested`` :class:`HumanRequested` (id includes the round)
+``plan2flow.escalation.human_answered`` :class:`HumanAnswered` (id includes the round)
 ``plan2flow.escalation.finished``   :class:`EscalationFinished` (id includes the record id)
 =================================== ==============================================
 
@@ -38,6 +40,25 @@ class VariantScored(EventData):
     """Why the variant fails the downstream checks (validate, test), when they ran."""
 
 
+class HumanRequested(EventData):
+    round: int = Field(ge=1)
+    reason: str
+    best: str | None = None
+    """The variant ``accept`` would keep."""
+    mode: str = "pause"
+
+
+class HumanAnswered(EventData):
+    round: int = Field(ge=1)
+    decision: str
+    """``accept``, ``edit``, ``reject``, ``retry``, or ``timed_out``."""
+    respondent: str | None = None
+    comment: str | None = None
+    outcome: str
+    kept: str | None = None
+    note: str | None = None
+
+
 class EscalationFinished(EventData):
     record_id: str
     outcome: str
@@ -49,16 +70,22 @@ class EscalationFinished(EventData):
     prompt_tokens: int = Field(default=0, ge=0)
     completion_tokens: int = Field(default=0, ge=0)
     redactions: dict[str, int] = {}
+    human: list[dict[str, Any]] = []
+    """The answers at the human tier (:class:`HumanAnswered`'s fields)."""
 
 
 EVENT_TYPES: dict[str, type[EventData]] = {
     "started": EscalationStarted,
     "variant_scored": VariantScored,
+    "human_requested": HumanRequested,
+    "human_answered": HumanAnswered,
     "finished": EscalationFinished,
 }
 
 register_event_type("plan2flow.escalation.started", EscalationStarted)
 register_event_type("plan2flow.escalation.variant_scored", VariantScored, identity=("label",))
+register_event_type("plan2flow.escalation.human_requested", HumanRequested, identity=("round",))
+register_event_type("plan2flow.escalation.human_answered", HumanAnswered, identity=("round",))
 register_event_type("plan2flow.escalation.finished", EscalationFinished, identity=("record_id",))
 
 

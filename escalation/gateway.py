@@ -65,6 +65,14 @@ class Gateway:
         """``text`` as it would be sent with ``outbound``'s tokens (its vault is not changed)."""
         return self._redactor.redact(text, copy.deepcopy(outbound.vault))
 
+    def shown(self, text: str) -> str | None:
+        """``text`` as a person may see it: personal data as tokens, secrets masked; None when
+        it cannot be redacted (fail closed: it is not shown). Nothing is counted."""
+        try:
+            return self._redactor.redact(text, Vault())
+        except Exception:
+            return None
+
     @staticmethod
     def restore(outbound: Outbound, text: str, *, require: Iterable[str] = ()) -> str:
         """An answer with its tokens restored (see :func:`.redaction.restore`)."""

@@ -210,10 +210,17 @@ def _audit_detail(record: EscalationRecord) -> dict[str, Any]:
     }
 
 
-def store(database: Database, record: EscalationRecord, *, who: str | None = None) -> None:
+def store(
+    database: Database,
+    record: EscalationRecord,
+    *,
+    who: str | None = None,
+    human: list[dict[str, Any]] | None = None,
+) -> None:
     """Write ``record`` and its audit entry in one transaction of its tenant; a database that
     refuses it raises :class:`JournalError` (the escalation's outcome is not lost: the task's
-    result and the ``finished`` event carry it)."""
+    result and the ``finished`` event carry it). ``human``, the answers at the human tier,
+    go into the audit entry, by ``who`` (the person whose answer ended it)."""
     try:
         with database.session(record.tenant) as session:
             session.add(_row(record))
@@ -224,7 +231,7 @@ def store(database: Database, record: EscalationRecord, *, who: str | None = Non
                 who or audit.actor(),
                 AUDIT_ACTION,
                 record.task_id,
-                _audit_detail(record),
+                {**_audit_detail(record), **({"human": human} if human else {})},
             )
     except (MemoryStoreError, sa.exc.SQLAlchemyError) as error:
         reason = " ".join(str(getattr(error, "orig", None) or error).split())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import random
@@ -16,9 +17,10 @@ from plan2flow.memory.db.engine import Database, configured_database
 from plan2flow.memory.errors import MemoryStoreError
 from plan2flow.memory.settings import memory_settings
 
-from .chain import ChainResult, Surroundings, run_chain
+from .chain import ChainResult, HumanStep, Surroundings, run_chain
 from .errors import EscalationFailed, HumanTierReached, JournalError
 from .events import publish
+from .human import HumanDesk, current_desk
 from .journal import EscalationRecord, make_record, store
 from .remote import Sleep
 from .variants import CodeTask, Variant
@@ -40,10 +42,12 @@ def escalate(
     sleep: Sleep = time.sleep,
     rng: random.Random | None = None,
     database: Database | None = None,
+    desk: HumanDesk | None = None,
 ) -> ChainResult:
     """Run the chain for ``task``, record it in project memory (``database``, default: the
     environment's) and publish its events; return the result when a variant was kept, else
-    raise :class:`EscalationFailed` (:class:`HumanTierReached` when the chain needs a person)."""
+    raise :class:`EscalationFailed` (:class:`HumanTierReached` when it ended at the human
+    tier). ``desk`` asks a person at the human tier (default: the flow run's, if any)."""
     env = os.environ if environ is None else environ
     events_bus = from_env(env) if bus is None else bus
     tenant = memory_settings(env).tenant
@@ -57,7 +61,9 @@ def escalate(
     def on_event(name: str, data: dict[str, Any]) -> None:
         publish(events_bus, run, task.task_id, name, data)
 
-    around = Surroundings(workdir, env, sleep, rng or random.Random(), on_event)
+    around = Surroundings(
+        workdir, env, sleep, rng or random.Random(), on_event, desk or current_desk()
+    )
     result = run_chain(task, policy, around, local=local)
     record = make_record(
         result,
@@ -66,7 +72,7 @@ def escalate(
         flow_run_id=task.flow_run_id,
         now=dt.datetime.now(dt.UTC),
     )
-    _record(record, database, env)
+    _record(record, database, env, result.human)
     on_event(
         "finished",
         {
@@ -80,6 +86,7 @@ def escalate(
             "prompt_tokens": record.prompt_tokens,
             "completion_tokens": record.completion_tokens,
             "redactions": record.redactions,
+            "human": [dataclasses.asdict(step) for step in result.human],
         },
     )
     if result.outcome != "kept":
@@ -92,14 +99,22 @@ def escalate(
     return result
 
 
-def _record(record: EscalationRecord, database: Database | None, env: Mapping[str, str]) -> None:
-    """Store ``record`` in ``database``, or in the environment's own, opened for this once."""
+def _record(
+    record: EscalationRecord,
+    database: Database | None,
+    env: Mapping[str, str],
+    human: list[HumanStep],
+) -> None:
+    """Store ``record`` in ``database``, or in the environment's own, opened for this once; the
+    audit entry is by the person whose answer ended the escalation, when one did."""
+    who = next((step.respondent for step in reversed(human) if step.respondent), None)
+    steps = [dataclasses.asdict(step) for step in human]
     if database is not None:
-        store(database, record)
+        store(database, record, who=who, human=steps)
         return
     try:
         opened = configured_database(memory_settings(env))
     except MemoryStoreError as error:
         raise JournalError(f"cannot record escalation {record.short_id}: {error}") from None
     with opened:
-        store(opened, record)
+        store(opened, record, who=who, human=steps)

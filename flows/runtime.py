@@ -455,6 +455,17 @@ def _publish_outputs(stage: Path, final: Path) -> None:
         shutil.rmtree(stage, ignore_errors=True)
 
 
+def _escalating(place: RunPlace, context: TaskContext) -> None:
+    """Run a task whose result may escalate: its human tier pauses this run (imported here:
+    the escalation chain is loaded only by plans that use it)."""
+    from plan2flow.escalation.human import use_desk
+
+    from .escalation_desk import PrefectDesk
+
+    with use_desk(PrefectDesk(place)):
+        executor_for(context.task)(context)
+
+
 def _execute(
     place: RunPlace,
     spec: GraphTask,
@@ -494,6 +505,8 @@ def _execute(
     try:
         if spec.type == "approval":
             approvals.run_approval(place, context)
+        elif spec.escalation is not None:
+            _escalating(place, context)
         else:
             executor_for(spec)(context)
         missing = [name for name, path in outputs.items() if not path.exists()]

@@ -1,7 +1,8 @@
 """Approvals waiting on a Prefect server: list them, show one, answer one, over Prefect's REST
 API (the calls the Prefect UI's Resume form makes).
 
-An approval is a flow run paused (or suspended) with a pause key starting ``approval-``; the
+An approval is a flow run paused (or suspended) with a pause key starting ``approval-``, or
+``escalation-`` for the human tier of an escalation (answered the same way); the
 task saved what it asks beside its form (``<state>-<key>-request``: plan, task, options,
 respondents, form, deadline). An answer is checked here first (options, respondents, the form's
 types), then by the server against the form's JSON schema: a refused answer leaves the run
@@ -24,6 +25,9 @@ from .remote import Api
 
 KEY_PREFIX = "approval-"
 """What the runtime's pause keys of approvals start with (plan2flow.flows.approvals)."""
+ESCALATION_PREFIX = "escalation-"
+"""What the pause keys of an escalation's human tier start with (its form's options: accept,
+edit, reject, retry; fields ``code`` and ``comment``; plan2flow.flows.escalation_desk)."""
 PAGE = 200
 
 
@@ -54,6 +58,8 @@ class Approval:
     deadline: str
     on_timeout: str
     description: str = ""
+    kind: str = "approval"
+    """``approval``, or ``escalation`` for the human tier of an escalation."""
 
 
 def respondent(given: str | None) -> str:
@@ -71,7 +77,8 @@ def _approval(api: Api, run: Mapping[str, Any], *, described: bool) -> Approval 
     details = state.get("state_details") or {}
     key = details.get("pause_key") or ""
     keyset = details.get("run_input_keyset") or {}
-    if state.get("type") != "PAUSED" or not key.startswith(KEY_PREFIX) or not keyset:
+    ours = key.startswith((KEY_PREFIX, ESCALATION_PREFIX))
+    if state.get("type") != "PAUSED" or not ours or not keyset:
         return None
     base = keyset["schema"].removesuffix("-schema")
     try:
@@ -95,6 +102,7 @@ def _approval(api: Api, run: Mapping[str, Any], *, described: bool) -> Approval 
         deadline=str(request["deadline"]),
         on_timeout=str(request["on_timeout"]),
         description=str(description),
+        kind=str(request.get("kind") or "approval"),
     )
 
 

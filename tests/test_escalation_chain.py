@@ -1,7 +1,7 @@
 """The chain end to end against real servers on 127.0.0.1: competing variants scored by the tests
-they pass, the better kept; tiers handing over; the human tier as a clear failure; the records
-in project memory (SQLite here; PostgreSQL in test_escalation_records.py) and the escalation.*
-events."""
+they pass, the better kept; tiers handing over; the human tier outside a flow run as a clear
+failure (inside one: test_escalation_human*.py); the records in project memory (SQLite here;
+PostgreSQL in test_escalation_records.py) and the escalation.* events."""
 
 from __future__ import annotations
 
@@ -194,7 +194,7 @@ def test_below_the_threshold_the_chain_reaches_the_human_tier_and_fails(tmp_path
     message = str(caught.value)
     assert "'greeter.generate_code': escalation reached the human tier" in message
     assert "the best variant, 1-remote-1, scores 0.706 < 0.8" in message
-    assert "human-in-the-loop step is not available yet" in message
+    assert "no one can be asked outside a Prefect flow run" in message
     (record,) = journal(tmp_path)
     assert (record.outcome, record.tier_reached, record.winner) == ("failed", "human", None)
     assert caught.value.record_id == record.id and caught.value.exit_status == 1
