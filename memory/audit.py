@@ -51,6 +51,8 @@ ACTIONS = (
     "approval.timed_out",
     "artifact.deleted",
     "artifact.stored",
+    "budget.removed",
+    "budget.set",
     "compile",
     "deploy",
     "escalation.recorded",

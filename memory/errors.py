@@ -14,7 +14,9 @@
     ├── KeyUnavailable         a master key named by a stored value is not configured
     ├── KeysFileError          the master keys cannot be loaded: malformed, or open to others
     ├── DecryptionFailed       a ciphertext that fails authentication (tampered, another tenant's)
-    └── AuditTampered          the audit hash chain is broken (``entry``: the first bad one)
+    ├── AuditTampered          the audit hash chain is broken (``entry``: the first bad one)
+    ├── BudgetError            a budget or a price that cannot be: negative, unknown period (P2F803)
+    └── BudgetSpent            a plan's or tenant's budget for the period is spent (P2F801/802)
 """
 
 from __future__ import annotations
@@ -96,3 +98,26 @@ class AuditTampered(MemoryStoreError):
         super().__init__(message)
         self.tenant = tenant
         self.entry = entry
+
+
+class BudgetError(MemoryStoreError):
+    """A budget or a compute price that cannot be (negative, not a number, an unknown period)."""
+
+    code = "P2F803"
+
+
+class BudgetSpent(MemoryStoreError):
+    """A plan's or a tenant's budget for the current period is spent: a run is refused before it
+    starts (``P2F801``), a task or a model call of a running run is not started (``P2F802``)."""
+
+    exit_status = 1
+
+    def __init__(
+        self, message: str, *, code: str, scope: str, name: str, spent: float, limit: float
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.scope = scope
+        self.name = name
+        self.spent = spent
+        self.limit = limit

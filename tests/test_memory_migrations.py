@@ -1,6 +1,7 @@
 """The metadata database's migrations: upgrade, downgrade and upgrade again on SQLite and on
 PostgreSQL, where the second revision turns row-level security on and grants the application
-role exactly what it may do, and the third adds the escalation records under the same rules;
+role exactly what it may do, and the third and fourth add the escalation records, the cost
+ledger and budgets under the same rules;
 the tables they make are the models' tables."""
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from plan2flow.memory.db.models import TENANT_TABLES
 
 TABLES = {"tenants", *TENANT_TABLES}
 FIRST_TABLES = {"tenants", "runs", "artifacts", "audit_entries"}
-"""The tables of revisions 1 and 2; revision 3 adds escalations."""
+"""The tables of revisions 1 and 2; revision 3 adds escalations, revision 4 costs and budgets."""
 COMMANDS = {"SELECT", "INSERT", "UPDATE", "DELETE"}
 APP_GRANTS = {
     ("tenants", "SELECT"),
@@ -30,16 +31,20 @@ APP_GRANTS = {
     ("audit_entries", "INSERT"),
     ("escalations", "SELECT"),
     ("escalations", "INSERT"),
+    ("costs", "SELECT"),
+    ("costs", "INSERT"),
+    *(("budgets", command) for command in COMMANDS),
 }
-REVISIONS = ["0001_tables", "0002_tenant_isolation", "0003_escalations"]
+LATER_TABLES = {"escalations", "costs", "budgets"}
+REVISIONS = ["0001_tables", "0002_tenant_isolation", "0003_escalations", "0004_costs_budgets"]
 
 
 def test_history_lists_the_revisions_oldest_first() -> None:
     revisions = migrate.history()
     assert [r.id for r in revisions] == REVISIONS
     assert [r.parent for r in revisions] == [None, *REVISIONS[:-1]]
-    assert [r.is_head for r in revisions] == [False, False, True]
-    assert migrate.head() == "0003_escalations"
+    assert [r.is_head for r in revisions] == [False] * (len(REVISIONS) - 1) + [True]
+    assert migrate.head() == REVISIONS[-1]
     assert all(r.message for r in revisions)
 
 
@@ -159,7 +164,7 @@ def test_postgresql_upgrades_downgrades_and_upgrades_again(
         before = _isolation(pg, pg_database)
         assert set(before["rls"]) == FIRST_TABLES - {"tenants"}
         assert {t for t, _, _, _ in before["policies"]} == FIRST_TABLES - {"tenants"}
-        assert before["grants"] == {g for g in APP_GRANTS if g[0] != "escalations"}
+        assert before["grants"] == {g for g in APP_GRANTS if g[0] not in LATER_TABLES}
 
         migrate.downgrade(admin, "0001_tables")
         assert migrate.current(admin) == "0001_tables"

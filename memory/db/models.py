@@ -171,5 +171,46 @@ class EscalationRow(SQLModel, table=True):
     created: datetime = _timestamp()
 
 
-TENANT_TABLES = ("runs", "artifacts", "audit_entries", "escalations")
+class CostEntry(SQLModel, table=True):
+    """One charge of the cost ledger: the compute seconds of one task attempt, priced when it
+    ran (model tokens are charged in ``escalations``). On PostgreSQL the application role may
+    only INSERT and SELECT: a journal."""
+
+    __tablename__ = "costs"
+    __table_args__ = (
+        sa.Index("ix_costs_tenant_created", "tenant", "created"),
+        sa.Index("ix_costs_tenant_plan_run", "tenant", "plan", "run_id"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant: str = Field(max_length=63)
+    plan: str = ""
+    run_id: str = ""
+    """The flow run's id as the runtime knows it (like ``escalations.run_id``)."""
+    task_id: str = ""
+    attempt: int = Field(default=1, ge=1)
+    kind: str = Field(default="compute", max_length=16)
+    seconds: float = Field(default=0.0, ge=0, sa_type=sa.Float)
+    usd: float = Field(default=0.0, ge=0, sa_type=sa.Float)
+    created: datetime = _timestamp()
+
+
+class BudgetRow(SQLModel, table=True):
+    """A spending limit per period: of the tenant (``scope`` tenant, ``name`` empty), set with
+    ``plan2flow budgets set``, or of one plan (``scope`` plan), as its plan declares it."""
+
+    __tablename__ = "budgets"
+    __table_args__ = (sa.UniqueConstraint("tenant", "scope", "name", name="uq_budgets_scope"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant: str = Field(max_length=63)
+    scope: str = Field(max_length=16)
+    name: str = ""
+    usd: float = Field(ge=0, sa_type=sa.Float)
+    period: str = Field(max_length=16)
+    actor: str = ""
+    updated: datetime = _timestamp()
+
+
+TENANT_TABLES = ("runs", "artifacts", "audit_entries", "escalations", "costs", "budgets")
 """The tables under row-level security (every one with a ``tenant`` column)."""
