@@ -38,6 +38,16 @@ class ApprovalTimedOut(EventData):
     skipped: list[str] = []
 
 
+class ApprovalNotifyFailed(EventData):
+    """The request could not be posted to the approval's ``notify.webhook``."""
+
+    host: str
+    """The webhook's host (its path and query may hold a secret)."""
+    attempts: int
+    status: int | None = None
+    error: str = ""
+
+
 class TaskSkipped(EventData):
     message: str = ""
     """Why: the answer that skipped it, or the upstream task that was skipped."""
@@ -47,6 +57,7 @@ APPROVAL_EVENTS: dict[str, type[EventData]] = {
     "requested": ApprovalRequested,
     "given": ApprovalGiven,
     "timed_out": ApprovalTimedOut,
+    "notify_failed": ApprovalNotifyFailed,
 }
 for _name, _model in APPROVAL_EVENTS.items():
     register_event_type(f"plan2flow.approval.{_name}", _model)

@@ -30,6 +30,7 @@ from prefect.states import Completed, Running
 
 from .approval_events import announce
 from .approval_form import answer_model, check_answer, form_data
+from .approval_notify import Delivery, deliver, host_of, notify_payload, run_link
 from .artifacts import TaskOutput
 from .errors import TaskFailure
 from .executors import TaskContext
@@ -177,9 +178,10 @@ def run_approval(place: RunPlace, context: TaskContext) -> None:
     )
 
 
-def _announce_request(
-    place: RunPlace, task_id: str, params: Mapping[str, Any], deadline: dt.datetime
-) -> None:
+def _announce_request(place: RunPlace, context: TaskContext, deadline: dt.datetime) -> None:
+    """``approval.requested`` on the bus, to Prefect and the journal; and to the webhook of
+    ``notify``, when the task has one."""
+    task_id, params = context.task.id, context.params
     announce(
         place,
         "requested",
@@ -189,6 +191,25 @@ def _announce_request(
         deadline=deadline.isoformat(),
         mode=params["mode"],
     )
+    notify = params.get("notify")
+    if not notify:
+        return
+    url = str(notify["webhook"])
+    request = {**_request(place, context, deadline), "flow_run_id": place.flow_run_id}
+    payload = notify_payload(request, params["body"], run_link(place.flow_run_id))
+
+    def failed(outcome: Delivery) -> None:
+        announce(
+            place,
+            "notify_failed",
+            task_id,
+            host=host_of(url),
+            attempts=outcome.attempts,
+            status=outcome.status,
+            error=outcome.error,
+        )
+
+    deliver(url, payload, notify, failed, wait=params["mode"] == "suspend")
 
 
 def _ask_and_wait(place: RunPlace, context: TaskContext) -> dict[str, Any]:
@@ -196,7 +217,7 @@ def _ask_and_wait(place: RunPlace, context: TaskContext) -> dict[str, Any]:
     deadline = _deadline(params["timeout_seconds"])
     key = pause_key(task.id)
     model = answer_model(task.id, params, describe(place, context, deadline))
-    _announce_request(place, task.id, params, deadline)
+    _announce_request(place, context, deadline)
     try:
         answer = _wait(place, context, model, key, deadline)
     except FlowPauseTimeout:
@@ -266,7 +287,7 @@ def ask_in_flow(
     key = pause_key(spec.id)
     model = answer_model(spec.id, params, describe(place, context, deadline))
     if not _fired(place.flow_run_id, key):
-        _announce_request(place, spec.id, params, deadline)
+        _announce_request(place, context, deadline)
     answer = _wait(place, context, model, key, deadline)  # the first time: Pause, the end
     option, respondent, data = _accepted(place, spec, params, model, answer)
     path = answer_file(place, spec.id)

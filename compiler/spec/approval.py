@@ -7,9 +7,14 @@ which of the task's downstream tasks run.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import (
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    model_serializer,
+)
 
 from .base import Model, PythonName, TaskRef, pattern
 
@@ -56,6 +61,33 @@ RespondentName = Annotated[
 ]
 
 
+WebhookUrl = Annotated[
+    str,
+    StringConstraints(
+        pattern=pattern(
+            r"^(https?://.+|\$\{\{\s*params\.[A-Za-z_][A-Za-z0-9_]*\s*\}\}.*)$",
+            "an http:// or https:// URL, or a ${{ params.x }} expression that holds one",
+        ),
+        max_length=2000,
+    ),
+    Field(
+        description="Where the request is posted: an `http://` or `https://` URL, or "
+        "`${{ params.x }}` (a chat webhook's URL holds a secret: keep it out of the plan)."
+    ),
+]
+
+
+class Notify(Model):
+    """Tell people an answer is wanted: the request is posted as JSON to a webhook."""
+
+    webhook: WebhookUrl
+    """The URL the request is posted to, such as a chat's incoming webhook."""
+    attempts: Annotated[int, Field(ge=1, le=10)] = 5
+    """How many times to try (connection errors, 408, 429 and 5xx are tried again)."""
+    timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 10.0
+    """How long one attempt may take."""
+
+
 class FormField(Model):
     """One field of the form the respondent fills in besides choosing an option."""
 
@@ -93,3 +125,14 @@ class ApprovalParams(Model):
     """What the deadline answers: one of `options`, or `fail` (the task fails)."""
     mode: Literal["pause", "suspend"] = "pause"
     """`pause` keeps the flow's process waiting; `suspend` releases the worker (deployments)."""
+    notify: Notify | None = None
+    """Post the request to a webhook when it is made; a webhook that fails never fails it."""
+
+    @model_serializer(mode="wrap")
+    def _without_unset_notify(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """No `notify` key when there is none: the graphs, and so the hashes, of approvals
+        written before it existed stay the same."""
+        data: dict[str, Any] = handler(self)
+        if data.get("notify") is None:
+            data.pop("notify", None)
+        return data

@@ -1,8 +1,11 @@
 """Checks on `approval` tasks that their model alone cannot make: options named by `branch` and
-`on_timeout` exist, form fields are well-typed, and the step settings an approval ignores are
-not written (a plan that says `retries: 3` on an approval would otherwise be silently wrong)."""
+`on_timeout` exist, form fields are well-typed, a `notify.webhook` is an http(s) URL with a
+host, and the step settings an approval ignores are not written (a plan that says `retries: 3`
+on an approval would otherwise be silently wrong)."""
 
 from __future__ import annotations
+
+from urllib.parse import urlsplit
 
 from ..errors import Diagnostic, diagnostic
 from ..spec.approval import (
@@ -159,6 +162,47 @@ def _field_problems(name: str, field: FormField, pointer: str) -> list[Diagnosti
     return problems
 
 
+def webhook_problem(url: str) -> str | None:
+    """What is wrong with a webhook URL written in a plan, or ``None``. A URL holding a
+    ``${{ params.x }}`` expression is known only at run time, which checks it again.
+
+    >>> webhook_problem("https://chat.example/hooks/T1") is None
+    True
+    >>> webhook_problem("https:///hooks")
+    'it names no host'
+    """
+    if "${{" in url:
+        return None
+    if any(c.isspace() for c in url):
+        return "it holds white space"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not a number in range
+    except ValueError as error:
+        return f"it is not a URL ({error})"
+    if parts.scheme not in ("http", "https"):
+        return "only http:// and https:// URLs are posted to"
+    if not parts.hostname:
+        return "it names no host"
+    return None
+
+
+def _notify_problems(params: ApprovalParams, pointer: str) -> list[Diagnostic]:
+    if params.notify is None:
+        return []
+    problem = webhook_problem(params.notify.webhook)
+    if problem is None:
+        return []
+    return [
+        diagnostic(
+            "P2F105",
+            f"notify.webhook {params.notify.webhook!r} cannot be posted to: {problem}",
+            f"{pointer}/notify/webhook",
+            hint="write an http:// or https:// URL, such as https://chat.example/hooks/T1",
+        )
+    ]
+
+
 def check_approvals(plan: ValidatedPlan) -> list[Diagnostic]:
     """Every problem of every approval task, each at its own place."""
     problems = []
@@ -167,6 +211,7 @@ def check_approvals(plan: ValidatedPlan) -> list[Diagnostic]:
             continue
         problems += _step_problems(task, pointer)
         problems += _option_problems(task.params, f"{pointer}/params")
+        problems += _notify_problems(task.params, f"{pointer}/params")
         for name, field in task.params.form.items():
             problems += _field_problems(name, field, f"{pointer}/params/form/{name}")
     return problems
