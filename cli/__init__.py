@@ -20,6 +20,7 @@ from . import (  # noqa: F401
     artifacts_commands,
     audit_commands,
     compile_commands,
+    costs_commands,
     db_commands,
     diff_command,
     escalations_commands,

@@ -11,11 +11,14 @@ import os
 import signal
 import sys
 import threading
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from .app import app, consoles, say
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 metrics_app = typer.Typer(
     help="Prometheus metrics of plan runs (see docs/observability.md).", no_args_is_help=True
@@ -43,6 +46,7 @@ def serve(
     else:
         follow(process_bus(), metrics)
         source = "this process's bus"
+    _follow_budgets(metrics.registry)
     server = MetricsServer(metrics.registry, host, port)
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     say(out, f"serving {server.url} (events from {source})")
@@ -56,3 +60,18 @@ def serve(
         stop.set()
         server.close()
         signal.signal(signal.SIGTERM, previous)
+
+
+def _follow_budgets(registry: CollectorRegistry) -> None:
+    """The budget gauges, read from project memory at each scrape; without a database the
+    metrics are served all the same (and a line says so)."""
+    from plan2flow.memory.db.engine import configured_database
+    from plan2flow.memory.errors import MemoryStoreError
+    from plan2flow.observability.budgets import register_budgets
+
+    try:
+        database = configured_database()
+    except MemoryStoreError as error:
+        say(consoles()[1], f"plan2flow: budgets are not served: {error}")
+        return
+    register_budgets(registry, database)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 
 from .app import EXIT_INTERRUPTED, EXIT_USAGE, app, consoles, say
 from .checking import Format, check, exit_code, report
+from .memory_options import memory_database, resolve_tenant
 
 
 @app.command()
@@ -78,6 +79,7 @@ def _run(
                 report([outcome], Format.human, console, err)
                 raise typer.Exit(exit_code([outcome]))
             graph, flow_source = outcome.result.graph, outcome.result.flow_source
+        _admit(graph.name, graph.document["settings"].get("budget"))
         prefect_environment(verbose)
         return run_plan(
             graph,
@@ -96,18 +98,32 @@ def _run(
         _end_now(stop.status)
 
 
+def _admit(plan: str, declared: dict[str, Any] | None) -> None:
+    """Refuse the run before a flow run is made when its plan's or tenant's budget is spent
+    (``P2F801``; the runtime checks again, for runs started elsewhere)."""
+    from plan2flow.memory.budgets import admit_run
+
+    with memory_database() as database:
+        admit_run(database, resolve_tenant(None), plan, declared)
+
+
 def _write_metrics(path: Path, err: Console) -> None:
+    from plan2flow.observability.budgets import register_budgets
     from plan2flow.observability.feed import settle
     from plan2flow.observability.metrics import process_metrics
     from plan2flow.observability.textfile import write_textfile
 
     metrics = process_metrics()
     settle(metrics)
-    try:
-        write_textfile(path, metrics.registry)
-    except OSError as error:
-        say(err, f"plan2flow: cannot write metrics to {path}: {error.strerror or error}")
-        raise typer.Exit(EXIT_USAGE) from None
+    with memory_database() as database:
+        budgets = register_budgets(metrics.registry, database)
+        try:
+            write_textfile(path, metrics.registry)
+        except OSError as error:
+            say(err, f"plan2flow: cannot write metrics to {path}: {error.strerror or error}")
+            raise typer.Exit(EXIT_USAGE) from None
+        finally:
+            metrics.registry.unregister(budgets)
 
 
 def _end_now(status: int) -> NoReturn:

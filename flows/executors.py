@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from plan2flow.observability import tracing
 
 from .errors import AgentNotRegisteredError, TaskFailure
 from .graph import GraphTask
+from .observing import agent_called
 from .templates import as_text, env_name
 from .tether import tethered
 
@@ -224,14 +226,17 @@ def resolve_agent(task: GraphTask) -> Executor:
             plan=task.plan,
             checks=list(task.checks),
         )
+        began = time.monotonic()
         try:
             with tracing.span(f"agent {slug}", attributes={"plan2flow.agent": slug}):
                 result = agent.execute(request)
         except Exception as error:
+            agent_called(slug, time.monotonic() - began, "error")
             raise TaskFailure(
                 f"task {task.id!r}: agent '{slug}/{document}' raised "
                 f"{type(error).__name__}: {error}"
             ) from error
+        agent_called(slug, time.monotonic() - began, result.outcome.value)
         (context.logs_dir / "agent-result.json").write_text(
             result.model_dump_json(indent=2) + "\n", encoding="utf-8"
         )

@@ -47,6 +47,8 @@ class Graph:
     max_parallelism: int
     tasks: dict[str, GraphTask]
     order: tuple[str, ...]
+    budget: dict[str, Any] | None = None
+    """The plan's budget (``usd``, ``period``), when it declares one."""
 
     @classmethod
     def from_document(cls, document: TaskGraphDocument, path: Path) -> Graph:
@@ -78,6 +80,7 @@ class Graph:
             )
             for entry in document.tasks
         }
+        budget = document.settings.budget
         return cls(
             name=document.plan.name,
             hash=document.hash,
@@ -86,6 +89,7 @@ class Graph:
             max_parallelism=document.settings.max_parallelism,
             tasks=tasks,
             order=tuple(entry.id for entry in document.tasks),
+            budget=None if budget is None else budget.model_dump(),
         )
 
 

@@ -8,6 +8,7 @@ Nothing here ever fails a run: a problem is logged and the run goes on.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import threading
 from collections import OrderedDict
@@ -22,6 +23,8 @@ from plan2flow.observability.metrics import process_metrics
 from plan2flow.observability.secrets import process_secrets, secret_values
 from plan2flow.observability.settings import ecs_requested, metrics_requested
 
+from . import cost_events  # noqa: F401  (registers plan2flow.agent.called)
+from .publishing import emit
 from .workspace import RunPlace
 
 LOGGER = logging.getLogger("plan2flow.runtime")
@@ -35,6 +38,10 @@ REMEMBERED_RUNS = 1000
 _BOUND: dict[str, Any] = {}
 """The log ids' token of each flow run of this process, reset when it ends."""
 _LOCK = threading.Lock()
+_TASK: contextvars.ContextVar[tuple[RunPlace, str, str, int] | None] = contextvars.ContextVar(
+    "plan2flow_task", default=None
+)
+"""The run, task id, task type and attempt running in this context."""
 
 
 class PrefectIdsFilter(logging.Filter):
@@ -146,4 +153,29 @@ def task_scope(place: RunPlace, task_id: str, task_type: str, attempt: int) -> I
             f"task {task_id}", parent=tracing.context_of(flow_span), attributes=attributes
         ),
     ):
-        yield
+        token = _TASK.set((place, task_id, task_type, attempt))
+        try:
+            yield
+        finally:
+            _TASK.reset(token)
+
+
+def agent_called(agent: str, seconds: float, outcome: str) -> None:
+    """Publish ``plan2flow.agent.called`` for an agent call of the task running here (the
+    metrics' latency histogram by agent); nothing outside a task."""
+    current = _TASK.get()
+    if current is None:
+        return
+    place, task_id, task_type, attempt = current
+    emit(
+        place,
+        lambda run: run.event(
+            "plan2flow.agent.called",
+            taskid=task_id,
+            attempt=attempt,
+            agent=agent,
+            tasktype=task_type,
+            seconds=round(max(seconds, 0.0), 6),
+            outcome=outcome,
+        ),
+    )

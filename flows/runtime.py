@@ -35,8 +35,9 @@ from prefect.utilities.annotations import NotSet
 from plan2flow.events import default_tenant, from_env
 from plan2flow.home import plan2flow_home
 from plan2flow.memory.audit import actor
+from plan2flow.memory.cost_rules import compute_price
 
-from . import approval_events, approvals, observing, plan_artifacts
+from . import approval_events, approvals, budgeting, observing, plan_artifacts
 from .artifacts import Attempts, TaskOutput, digest_path
 from .caching import PlanTaskCache, cache_key
 from .errors import StaleModuleError, TaskFailure
@@ -268,6 +269,8 @@ def start(module_file: str, graph_file: str, graph_hash: str, params: Mapping[st
             )
     flow_run_id = str(current_flow_run.id or f"local-{os.getpid()}-{time.time_ns()}")
     run = Run(graph, params, flow_run_id)
+    priced = dataclasses.replace(run.place, compute_price=compute_price())
+    run.place = budgeting.before_run(graph, priced)  # P2F801: refused when a budget is spent
     plan_artifacts.publish_plan(graph)
     discard_stale_staging(run.artifact_root, run.workspace.parent)
     run.memory = begin_run(run.place, params, actor())
@@ -364,7 +367,7 @@ def _configured(
 
 
 def _retry_unless_not_run(task: Any, task_run: Any, state: State) -> bool:
-    return state.name != UPSTREAM_FAILED
+    return state.name not in {UPSTREAM_FAILED, budgeting.BUDGET_STOPPED}
 
 
 def _hook_place() -> RunPlace | None:
@@ -574,6 +577,9 @@ def plan_task(
     skipped = approvals.skip_reason(spec, upstream)
     if skipped is not None:
         return approvals.skipped_state(task_id, skipped)
+    spec, stopped = budgeting.before_task(run, spec)
+    if stopped is not None:  # P2F802: a budget is spent, the task does not start
+        return Failed(name=budgeting.BUDGET_STOPPED, message=str(stopped))
     context = TaskRunContext.get()
     attempt = context.task_run.run_count if context else 1
     started = _first_start(context)
@@ -596,6 +602,7 @@ def plan_task(
                 "retrying", task_id, attempt=attempt, message=message, delay_seconds=delay
             ),
         )
+    began = time.monotonic()
     try:
         key = cache_key(run.plan, task_id, spec.hash, upstream, values)
         if key is None:
@@ -606,6 +613,8 @@ def plan_task(
         setattr(error, ATTEMPTS_ATTRIBUTE, Attempts(attempt, started, time.time()))
         note_failure(task_run_id, error)
         raise
+    finally:
+        budgeting.charge(run, spec, attempt, began)
     if output.artifacts:
         emit(run, lambda events: stored_events(events, task_id, attempt, output))
     return dataclasses.replace(output, attempts=Attempts(attempt, started, time.time()))

@@ -35,6 +35,10 @@ class RunPlace:
     relay: RelayEndpoint | None = None
     """With the in-process bus, where the flow's process takes the events of its tasks that run
     in other processes (:mod:`plan2flow.events.relay`)."""
+    budgeted: bool = False
+    """A budget applies to the run: each task checks it before it starts (:mod:`.budgeting`)."""
+    compute_price: float = 0.0
+    """US dollars per hour of task compute, read once when the run starts."""
 
     def events(self) -> RunContext:
         """What builds this run's events on the bus (see :mod:`plan2flow.events`)."""

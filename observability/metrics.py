@@ -23,6 +23,7 @@ from plan2flow.events import Event
 RUN_END_STATES = ("completed", "failed", "cancelled")
 RUN_SECONDS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
 TASK_SECONDS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+AGENT_SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800)
 REMEMBERED_TASKS = 100_000
 """Task types of tasks in flight (the end events do not repeat them), oldest forgotten first."""
 
@@ -142,6 +143,31 @@ class RunMetrics:
             ["agent", "healthy"],
             registry=r,
         )
+        self.agent_seconds = Histogram(
+            "plan2flow_agent_call_duration_seconds",
+            "Seconds an agent block took to execute a task, by agent and outcome",
+            ["agent", "outcome"],
+            buckets=AGENT_SECONDS,
+            registry=r,
+        )
+        self.compute_seconds = Counter(
+            "plan2flow_compute_seconds",
+            "Wall seconds of task attempts charged as compute",
+            ["plan", "type"],
+            registry=r,
+        )
+        self.costs = Counter(
+            "plan2flow_cost_usd",
+            "Money charged to runs (USD), by kind: compute or model",
+            ["plan", "kind"],
+            registry=r,
+        )
+        self.budget_stops = Counter(
+            "plan2flow_budget_stops",
+            "Tasks not started because a budget was spent, by the budget's scope",
+            ["plan", "scope"],
+            registry=r,
+        )
         self.consumed = Counter(
             "plan2flow_events_consumed",
             "Events this process's metrics handled, by kind",
@@ -186,6 +212,9 @@ class RunMetrics:
             "escalation.finished": self._escalation_finished,
             "agent.health": self._agent_health,
             "artifact.stored": self._artifact_stored,
+            "agent.called": self._agent_called,
+            "cost.charged": self._cost_charged,
+            "budget.stopped": self._budget_stopped,
         }
 
     def observe(self, event: Event) -> None:
@@ -280,11 +309,26 @@ class RunMetrics:
         self.tokens.labels(event.plan, "prompt").inc(int(data.get("prompt_tokens") or 0))
         self.tokens.labels(event.plan, "completion").inc(int(data.get("completion_tokens") or 0))
         self.cost.labels(event.plan).inc(float(data.get("cost_usd") or 0.0))
+        self.costs.labels(event.plan, "model").inc(float(data.get("cost_usd") or 0.0))
 
     def _agent_health(self, event: Event, data: Mapping[str, Any]) -> None:
         agent, healthy = str(data.get("agent")), bool(data.get("healthy"))
         self.agent_healthy.labels(agent).set(1 if healthy else 0)
         self.agent_checks.labels(agent, str(healthy).lower()).inc()
+
+    def _agent_called(self, event: Event, data: Mapping[str, Any]) -> None:
+        agent, outcome = str(data.get("agent")), str(data.get("outcome"))
+        self.agent_seconds.labels(agent, outcome).observe(float(data.get("seconds") or 0.0))
+
+    def _cost_charged(self, event: Event, data: Mapping[str, Any]) -> None:
+        kind = str(data.get("tasktype") or "unknown")
+        self.compute_seconds.labels(event.plan, kind).inc(float(data.get("seconds") or 0.0))
+        self.costs.labels(event.plan, str(data.get("kind") or "compute")).inc(
+            float(data.get("usd") or 0.0)
+        )
+
+    def _budget_stopped(self, event: Event, data: Mapping[str, Any]) -> None:
+        self.budget_stops.labels(event.plan, str(data.get("scope"))).inc()
 
     def _artifact_stored(self, event: Event, data: Mapping[str, Any]) -> None:
         self.artifacts.labels(event.plan).inc()

@@ -16,6 +16,7 @@ from support import build_module, import_flow, plan_text
 
 from plan2flow.events import process_bus
 from plan2flow.flows import runtime
+from plan2flow.observability.budgets import BudgetCollector
 from plan2flow.observability.feed import follow, settle
 from plan2flow.observability.metrics import RunMetrics, StreamCollector
 
@@ -36,7 +37,7 @@ def promtool(*args: str, cwd: Path = DEPLOY) -> subprocess.CompletedProcess[str]
 def test_the_alert_rules_load_and_pass_their_unit_tests() -> None:
     checked = promtool("check", "rules", "alerts.yml")
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 7 rules found" in checked.stdout
+    assert "SUCCESS: 9 rules found" in checked.stdout
     tested = promtool("test", "rules", "alerts.test.yml")
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "SUCCESS" in tested.stdout
@@ -116,6 +117,8 @@ def test_the_dashboard_names_series_a_real_run_exposes(tmp_path: Path, run_home:
     metrics = RunMetrics()
     # The JetStream side (DLQ, consumers) is read from NATS at each scrape: declared, no sample.
     metrics.registry.register(StreamCollector(lambda: None))
+    # Budgets are read from project memory at each scrape: declared, no sample without one.
+    metrics.registry.register(BudgetCollector(lambda: []))
     subscription = follow(process_bus(), metrics)
     tasks = """\
   - id: extract
