@@ -6,7 +6,13 @@ The other parts of plan2flow use only what this module exports.
 
 from __future__ import annotations
 
-from .codegen import flow_file_name, flow_function_name, graph_file_name, render_flow
+from .codegen import (
+    flow_file_name,
+    flow_function_name,
+    graph_file_name,
+    previous_graph_file_name,
+    render_flow,
+)
 from .errors import CODES, CompilerError, Diagnostic, PlanError, Severity
 from .files import write_all_atomic
 from .graph.canonical import canonical_json, digest
@@ -48,6 +54,7 @@ __all__ = [
     "graph_hash",
     "output_files",
     "parse_taskgraph",
+    "previous_graph_file_name",
     "read_taskgraph",
     "render_flow",
     "write_all_atomic",

@@ -1,13 +1,15 @@
 """What a run shows on its page in the Prefect UI: the plan as a markdown artifact when the run
-starts (name, graph hash, tasks by type, what each waits for, the approvals and
-who answers them), and the outcome of every task as a table artifact when it ends.
+starts (name, graph hash, a picture of the graph, tasks by type, what each waits for, the
+approvals and who answers them), and the outcome of every task as a table artifact when it ends.
 
-The Prefect UI renders markdown but not Mermaid, so the graph is a table of tasks and the
-tasks they wait for. Nothing here ever fails a run: an artifact that cannot be created is
-logged and the run goes on."""
+The Prefect UI renders markdown but not Mermaid: the picture is Graphviz's SVG as a markdown
+image (:mod:`.graph_picture` says what the UI draws), and the table of tasks and the tasks
+they wait for stays beside it. Nothing here ever fails a run: an artifact that cannot be
+created is logged and the run goes on."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Iterable
@@ -15,6 +17,8 @@ from collections.abc import Iterable
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from .graph import Graph
+from .graph_picture import graph_picture
+from .plan_diff import publish_diff
 from .summary import TaskSummary
 
 LOGGER = logging.getLogger("plan2flow.runtime")
@@ -31,8 +35,8 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def plan_markdown(graph: Graph) -> str:
-    """The plan, as the run page shows it."""
+def plan_markdown(graph: Graph, picture: str = "") -> str:
+    """The plan, as the run page shows it; `picture` is the graph's markdown image."""
     tasks = [graph.tasks[task_id] for task_id in graph.order]
     counts: dict[str, int] = {}
     for task in tasks:
@@ -45,6 +49,8 @@ def plan_markdown(graph: Graph) -> str:
         + ").",
         "",
     ]
+    if picture:
+        lines += ["## Graph", "", picture, ""]
     approvals = [task for task in tasks if task.type == "approval"]
     if approvals:
         lines += [
@@ -68,14 +74,18 @@ def plan_markdown(graph: Graph) -> str:
 
 
 def publish_plan(graph: Graph) -> None:
+    """The plan's artifact; and on the first run of a changed deployment, the diff's."""
     try:
+        document = json.loads(graph.path.read_text(encoding="utf-8"))
+        picture = graph_picture(document, f"The graph of {graph.name}")
         create_markdown_artifact(
-            markdown=plan_markdown(graph),
+            markdown=plan_markdown(graph, picture),
             key=artifact_key("plan", graph.name),
             description=f"The plan {graph.name} ({graph.hash})",
         )
     except Exception:
         LOGGER.exception("plan2flow: the plan artifact of %s was not created", graph.name)
+    publish_diff(graph, artifact_key("diff", graph.name))
 
 
 def publish_outcome(plan: str, tasks: Iterable[TaskSummary]) -> None:

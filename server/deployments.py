@@ -24,7 +24,9 @@ from plan2flow.compiler import (
     flow_file_name,
     flow_function_name,
     graph_file_name,
+    previous_graph_file_name,
     read_taskgraph,
+    write_all_atomic,
     write_outputs,
 )
 from plan2flow.home import plan2flow_home
@@ -257,7 +259,14 @@ def deploy(target: Target, home: Path | None = None) -> Deployed:
         changed = differences(_current(existing), desired)
         if not changed:
             return Deployed(target, "unchanged", (), str(existing.id))
+    previous = None if existing is None else previous_graph(existing, target)
     directory = write_source(target, home)
+    kept = directory / previous_graph_file_name(target.graph.name)
+    if previous is not None and previous.hash != target.graph.hash:
+        # The first run of this version publishes the diff against it (flows/plan_diff.py).
+        write_all_atomic([(kept, previous.text)])
+    else:
+        kept.unlink(missing_ok=True)
     # `from_source` and `apply` are sync-compatible: called from sync code they return values.
     loaded = cast(
         "Flow[..., Any]",
@@ -280,13 +289,17 @@ def deploy(target: Target, home: Path | None = None) -> Deployed:
     deployment_id = cast(UUID, deployment.apply(work_pool_name=target.pool))
     if existing is None:
         return Deployed(target, "created", (), str(deployment_id))
-    return Deployed(
-        target, "updated", (*changed, *graph_changes(existing, target)), str(deployment_id)
-    )
+    details = list(changed)
+    if previous is not None:
+        details.append(
+            f"graph: {diff_summary(diff_graphs(previous.document, target.graph.document))}"
+        )
+    return Deployed(target, "updated", tuple(details), str(deployment_id))
 
 
-def graph_changes(existing: Any, target: Target) -> list[str]:
-    """What changed in the graph since the deployed version, read from its source directory."""
+def previous_graph(existing: Any, target: Target) -> TaskGraph | None:
+    """The graph of the deployed version, read from its source directory; ``None`` when it
+    cannot be read (a deployment made by other means, a directory removed)."""
     directory = next(
         (
             step[SET_WORKING_DIRECTORY]["directory"]
@@ -296,12 +309,11 @@ def graph_changes(existing: Any, target: Target) -> list[str]:
         None,
     )
     if directory is None:
-        return []
+        return None
     try:
-        before = read_taskgraph(Path(directory) / graph_file_name(target.graph.name))
+        return read_taskgraph(Path(directory) / graph_file_name(target.graph.name))
     except TaskGraphError:
-        return []
-    return [f"graph: {diff_summary(diff_graphs(before.document, target.graph.document))}"]
+        return None
 
 
 def check_pool(pool: str) -> None:

@@ -7,6 +7,7 @@ from .render import (
     flow_file_name,
     flow_function_name,
     graph_file_name,
+    previous_graph_file_name,
     render_flow,
 )
 
@@ -15,5 +16,6 @@ __all__ = [
     "flow_file_name",
     "flow_function_name",
     "graph_file_name",
+    "previous_graph_file_name",
     "render_flow",
 ]

@@ -64,6 +64,15 @@ def graph_file_name(name: str) -> str:
     return f"{name}.taskgraph.json"
 
 
+def previous_graph_file_name(name: str) -> str:
+    """Where a deployment's source keeps the graph of the version it replaced, beside its own.
+
+    >>> previous_graph_file_name("release")
+    'release.previous-taskgraph.json'
+    """
+    return f"{name}.previous-taskgraph.json"
+
+
 def flow_function_name(name: str) -> str:
     """The flow function of a plan's module: with `flow_file_name`, a Prefect entrypoint."""
     return to_identifier(name)

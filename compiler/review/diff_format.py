@@ -152,8 +152,11 @@ def _paint(style: str, text: str, color: bool) -> str:
 # ------------------------------------------------------------------------------------ markdown
 
 
-def format_markdown(diff: GraphDiff, base_label: str, head_label: str) -> str:
-    """The diff as a pull-request comment: heading, counts, per-task details, a marked picture."""
+def format_markdown(
+    diff: GraphDiff, base_label: str, head_label: str, *, picture: bool = True
+) -> str:
+    """The diff as a pull-request comment: heading, counts, per-task details, a marked picture
+    (Mermaid, which GitHub draws; `picture=False` leaves it for a caller that draws its own)."""
     lines = [f"### plan2flow diff: {_title(diff)}", ""]
     if diff.same:
         same = diff.base_hash == diff.head_hash
@@ -195,9 +198,10 @@ def format_markdown(diff: GraphDiff, base_label: str, head_label: str) -> str:
             f"| {_code(c.id)} | changed | {'<br>'.join(_inline_change(x) for x in c.changes)} |"
             for c in diff.artifacts_changed
         ]
-    picture = mermaid(diff.merged, diff.marks())
-    fence = _fence(picture)
-    lines += ["", "#### Graph", "", f"{fence}mermaid", picture.rstrip("\n"), fence]
+    if picture:
+        drawn = mermaid(diff.merged, diff.marks())
+        fence = _fence(drawn)
+        lines += ["", "#### Graph", "", f"{fence}mermaid", drawn.rstrip("\n"), fence]
     return "\n".join(lines) + "\n"
 
 
