@@ -8,7 +8,8 @@
   tasks are not run. A task that escalates may spend on models at most what is left of the
   budgets when it starts (its policy's ``budget_usd`` is lowered to that).
 * After each attempt of a task that ran (not a cached task, an approval or a join point), its
-  wall seconds are charged at the run's compute price to the ``costs`` ledger and published as
+  wall seconds are charged at the run's compute price to the ``costs`` ledger (when there is a
+  price or a budget: free, unlimited compute is not written) and published as
   ``plan2flow.cost.charged``.
 """
 
@@ -85,16 +86,17 @@ def charge(place: RunPlace, spec: GraphTask, attempt: int, began: float) -> None
     seconds = max(time.monotonic() - began, 0.0)
     usd = compute_usd(seconds, place.compute_price)
     try:
-        charge_compute(
-            artifact_store(place.tenant).database,
-            place.tenant,
-            plan=place.plan,
-            run_id=place.flow_run_id,
-            task_id=spec.id,
-            attempt=attempt,
-            seconds=seconds,
-            usd=usd,
-        )
+        if place.compute_price > 0 or place.budgeted:  # else free and unlimited: no write
+            charge_compute(
+                artifact_store(place.tenant).database,
+                place.tenant,
+                plan=place.plan,
+                run_id=place.flow_run_id,
+                task_id=spec.id,
+                attempt=attempt,
+                seconds=seconds,
+                usd=usd,
+            )
     except (MemoryStoreError, sa.exc.SQLAlchemyError):
         LOGGER.exception("plan2flow: the compute of task %s was not charged", spec.id)
     emit(

@@ -85,17 +85,20 @@ def charge_compute(
 def spent_usd(
     session: Session, tenant: str, since: dt.datetime, *, plan: str | None = None
 ) -> float:
-    """What ``tenant`` (or its ``plan``) spent from ``since`` on: compute and models."""
-    compute = select(func.coalesce(func.sum(col(CostEntry.usd)), 0.0)).where(
+    """What ``tenant`` (or its ``plan``) spent from ``since`` on: compute and models, in one
+    statement (a task's budget check runs it)."""
+    compute = sa.select(col(CostEntry.usd).label("usd")).where(
         col(CostEntry.tenant) == tenant, col(CostEntry.created) >= since
     )
-    models = select(func.coalesce(func.sum(col(EscalationRow.cost_usd)), 0.0)).where(
+    models = sa.select(col(EscalationRow.cost_usd).label("usd")).where(
         col(EscalationRow.tenant) == tenant, col(EscalationRow.created) >= since
     )
     if plan is not None:
         compute = compute.where(col(CostEntry.plan) == plan)
         models = models.where(col(EscalationRow.plan) == plan)
-    return round(float(session.exec(compute).one()) + float(session.exec(models).one()), 10)
+    both = sa.union_all(compute, models).subquery()
+    total = session.execute(sa.select(sa.func.coalesce(sa.func.sum(both.c.usd), 0.0))).scalar()
+    return round(float(total or 0.0), 10)
 
 
 def run_costs(

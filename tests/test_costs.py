@@ -324,3 +324,55 @@ def test_command_errors_have_a_code_and_a_status(memory: Memory) -> None:
         assert isinstance(result.exception, BudgetError), args
         assert str(result.exception).startswith(message)
         assert part_error(result.exception) == 2
+
+
+# --- the budget gauges --------------------------------------------------------------------------
+
+
+def test_metrics_serve_exports_the_budget_gauges(memory: Memory) -> None:
+    import httpx
+    from prometheus_client import CollectorRegistry
+
+    from plan2flow.observability.budgets import register_budgets
+    from plan2flow.observability.serve import MetricsServer
+
+    _seed(memory)
+    db, a = memory.database, memory.a
+    budgets.set_budget(db, a, scope="tenant", name="", usd=1.0, period="month")
+    budgets.set_budget(db, a, scope="plan", name="etl", usd=0.5, period="total")
+    registry = CollectorRegistry()
+    register_budgets(registry, db)
+    server = MetricsServer(registry)
+    try:
+        text = httpx.get(server.url, timeout=30).text
+    finally:
+        server.close()
+    tenant = f'period="month",plan="",scope="tenant",tenant="{a}"'
+    plan = f'period="total",plan="etl",scope="plan",tenant="{a}"'
+    for sample in (
+        f"plan2flow_budget_limit_usd{{{tenant}}} 1.0",
+        f"plan2flow_budget_spent_usd{{{tenant}}} 0.38",
+        f"plan2flow_budget_limit_usd{{{plan}}} 0.5",
+        f"plan2flow_budget_spent_usd{{{plan}}} 0.37",
+    ):
+        assert sample in text
+    assert f'tenant="{memory.b}"' not in text  # B has spent, but has no budget
+
+
+def test_a_scrape_without_the_database_still_answers(caplog: pytest.LogCaptureFixture) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from plan2flow.memory.errors import DatabaseUnavailable
+    from plan2flow.observability.budgets import BudgetCollector
+
+    def unavailable() -> list[BudgetStatus]:
+        raise DatabaseUnavailable("cannot use the metadata database sqlite:///x: gone")
+
+    registry = CollectorRegistry()
+    registry.register(BudgetCollector(unavailable))
+    text = generate_latest(registry).decode()
+    assert "# TYPE plan2flow_budget_spent_usd gauge" in text
+    assert "plan2flow_budget_spent_usd{" not in text
+    assert "budgets are unavailable for this scrape: cannot use the metadata database" in (
+        caplog.text
+    )

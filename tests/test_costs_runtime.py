@@ -5,6 +5,7 @@ models only what is left; agent calls are timed by agent."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import sys
 from pathlib import Path
@@ -202,3 +203,29 @@ def test_agent_calls_are_timed_by_agent(run_home: Path) -> None:
         f'{name}_sum{{{agent},outcome="failed"}} 3.0',
     ):
         assert sample in exposition
+
+
+def test_free_unlimited_compute_is_counted_but_not_written(run_home: Path) -> None:
+    metrics = RunMetrics()
+    subscription = follow(process_bus(), metrics)
+    task = GraphTask("t", "python", "sha256:0", (), {}, (), {}, None, 0, 0, None, ())
+    try:
+        budgeting.charge(RunPlace("free", "sha256:1", "r", "", ""), task, 1, 0.0)
+        budgeting.charge(
+            RunPlace("priced", "sha256:1", "r", "", "", compute_price=36.0), task, 1, 0.0
+        )
+        budgeting.charge(
+            RunPlace("free", "sha256:1", "r", "", ""),
+            dataclasses.replace(task, type="noop"),
+            1,
+            0.0,
+        )
+        assert settle(metrics, 10)
+    finally:
+        subscription.close()
+    assert _ledger("free") == []
+    (priced,) = _ledger("priced")
+    assert priced.usd == pytest.approx(priced.seconds / 100)
+    exposition = metrics.exposition().decode()
+    assert 'plan2flow_compute_seconds_total{plan="free",type="python"}' in exposition
+    assert 'type="noop"' not in exposition
