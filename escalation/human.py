@@ -62,6 +62,8 @@ class HumanQuestion:
     """Why the previous answer did not end the escalation."""
     timeout_s: float
     mode: Literal["pause", "suspend"]
+    respondents: tuple[str, ...] = ()
+    """Who may answer (the policy's); empty: anyone."""
 
 
 @dataclasses.dataclass(frozen=True)

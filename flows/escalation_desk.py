@@ -79,14 +79,15 @@ def _running_again(flow_run_id: str) -> None:
 
 
 class PrefectDesk:
-    """Asks a person by pausing the flow run of ``place``; ``respondents`` (empty: anyone)."""
+    """Asks a person by pausing the flow run of ``place``: one of the question's respondents,
+    or anyone when it names none (the server enforces the list, and it is checked again)."""
 
-    def __init__(self, place: RunPlace, respondents: tuple[str, ...] = ()) -> None:
+    def __init__(self, place: RunPlace) -> None:
         self.place = place
-        self.respondents = respondents
 
     def ask(self, question: HumanQuestion) -> HumanAnswer | None:
         place, task_id = self.place, question.task_id
+        respondents = list(question.respondents)
         if question.mode == "suspend":
             LOGGER.warning(
                 "plan2flow: the human tier of %s pauses: Prefect cannot suspend a flow from a task",
@@ -94,7 +95,7 @@ class PrefectDesk:
             )
         deadline = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=question.timeout_s)
         key = pause_key(task_id, question.round)
-        params = {"options": list(DECISIONS), "respondents": list(self.respondents), "form": FORM}
+        params = {"options": list(DECISIONS), "respondents": respondents, "form": FORM}
         model = answer_model(task_id, params, describe(question, place.flow_run_id))
         self._save_request(key, question, deadline)
         announce(
@@ -102,7 +103,7 @@ class PrefectDesk:
             "requested",
             task_id,
             options=list(DECISIONS),
-            respondents=list(self.respondents),
+            respondents=respondents,
             deadline=deadline.isoformat(),
             mode="pause",
         )
@@ -119,7 +120,7 @@ class PrefectDesk:
             return None
         checked = check_answer(model, answer.model_dump(by_alias=True))
         option, respondent = str(checked.option), str(checked.respondent)  # type: ignore[attr-defined]
-        if self.respondents and respondent not in self.respondents:
+        if respondents and respondent not in respondents:
             raise TaskFailure(f"escalation of {task_id!r}: {respondent!r} may not answer it")
         data = form_data(checked)
         announce(
@@ -150,7 +151,7 @@ class PrefectDesk:
             "task": question.task_id,
             "graph_hash": self.place.graph_hash,
             "options": list(DECISIONS),
-            "respondents": list(self.respondents),
+            "respondents": list(question.respondents),
             "form": FORM,
             "on_timeout": "fail",
             "deadline": deadline.isoformat(),

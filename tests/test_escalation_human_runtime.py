@@ -34,7 +34,7 @@ defaults:
     tiers:
       - local: {{}}
       - remote: {{base_url: "{url}", model: small, api_key_env: P2F_TEST_KEY}}
-      - human: {{timeout_s: {timeout}}}
+      - human: {{timeout_s: {timeout}{more}}}
 components:
   - name: greeter
     spec:
@@ -63,9 +63,15 @@ def _key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def start(
-    tmp_path: Path, name: str, url: str, *, threshold: float = 0.8, timeout: float = 120
+    tmp_path: Path,
+    name: str,
+    url: str,
+    *,
+    threshold: float = 0.8,
+    timeout: float = 120,
+    more: str = "",
 ) -> RunningFlow:
-    text = PLAN.format(name=name, url=url, threshold=threshold, timeout=timeout)
+    text = PLAN.format(name=name, url=url, threshold=threshold, timeout=timeout, more=more)
     return RunningFlow(import_flow(build_module(tmp_path / "build", text)))
 
 
@@ -168,8 +174,15 @@ def test_accept_through_the_rest_api_keeps_the_best_variant(tmp_path: Path, run_
 
 def test_reject_fails_the_task_naming_the_tier_and_the_person(tmp_path: Path) -> None:
     with fake_openai([Reply(content=WRONG)]) as server:
-        running = start(tmp_path, "human-reject", server.url)
+        running = start(tmp_path, "human-reject", server.url, more=", respondents: [carol]")
         wait_asked(running)
+        wrong = ["--option", "reject", "--as", "mallory"]
+        refused = runner.invoke(app, ["approvals", "respond", running.flow_run_id, *wrong])
+        assert refused.exit_code == 1
+        assert "'mallory' may not answer 'greeter.generate_code': respondents are carol" in (
+            refused.output
+        )
+        assert flow_run(running.flow_run_id)["state"]["type"] == "PAUSED"
         answer = {"option": "reject", "respondent": "carol", "comment": "not this one"}
         assert resume(running.flow_run_id, answer)["status"] == "ACCEPT"
         running.join()

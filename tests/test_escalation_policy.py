@@ -54,7 +54,7 @@ def test_defaults_apply_to_generate_code_tasks_only_and_every_default_is_recorde
     assert record == policy_record(EscalationPolicy(threshold=0.9))
     assert record["tiers"] == [
         {"local": {"base_url": None, "model": None, "timeout_s": 60.0}},
-        {"human": {"mode": "pause", "timeout_s": 86400.0}},
+        {"human": {"mode": "pause", "respondents": [], "timeout_s": 86400.0}},
     ]
     assert "escalation" not in entry(document, "greeter.validate")
     assert "escalation" not in entry(document, "greeter.test")

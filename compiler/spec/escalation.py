@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
+from .approval import RespondentName
 from .base import Model, pattern
 
 SIGNALS: tuple[str, ...] = ("tests", "parses", "types", "lint", "agreement")
@@ -124,7 +125,9 @@ class HumanTier(Model):
 
     timeout_s: Seconds = 86400.0
     mode: Literal["pause", "suspend"] = "pause"
-    """`suspend` survives a crash of the worker; it needs a deployment and persisted results."""
+    """`suspend` is taken as `pause`: the chain runs in a task; Prefect suspends only flows."""
+    respondents: Annotated[list[RespondentName], Field(max_length=64)] = []
+    """Who may answer the tier's form (as for approvals); empty: anyone."""
 
 
 class Tier(Model):
