@@ -32,6 +32,7 @@ from . import (  # noqa: F401
     run_command,
     server_commands,
     slo_commands,
+    tenant_hosts_commands,
 )
 from .app import EXIT_USAGE, app, say, tolerate_encoding, version
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from plan2flow.compiler.spec.escalation import EscalationPolicy, HumanTier, Tier
+from plan2flow.memory.tenant_hosts import TenantHosts
 
 from .asking import TierAnswers, ask_tier
 from .budget import Budget
@@ -84,6 +85,9 @@ class Surroundings:
     on_event: OnEvent = lambda _name, _data: None
     desk: HumanDesk | None = None
     """Who asks a person at the human tier; None outside a flow run."""
+    tenant_hosts: TenantHosts | None = None
+    """The tenant's outbound host list, when it has one: a remote tier's host must be in it
+    too (on top of the policy's ``allowed_hosts``)."""
 
 
 def _score(task: CodeTask, policy: EscalationPolicy, variants: list[Variant], where: Path) -> None:
@@ -143,7 +147,7 @@ class _Run:
         self.variants: list[Variant] = []
         self.human: list[HumanStep] = []
         self.budget = Budget(policy.budget_usd)
-        self.gateway = Gateway(policy.redact, policy.allowed_hosts)
+        self.gateway = Gateway(policy.redact, policy.allowed_hosts, surroundings.tenant_hosts)
         self.started = time.perf_counter()
 
     def result(self, outcome: str, tier: str, reason: str, winner: Variant | None) -> ChainResult:

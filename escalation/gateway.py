@@ -1,6 +1,7 @@
 """The redaction gateway: the only way a prompt leaves the machine.
 
-It checks the host against the policy's allow-list (deny by default), replaces personal data by
+It checks the host against the policy's allow-list and, when the tenant has one, the tenant's
+(deny by default on both: :mod:`plan2flow.memory.tenant_hosts`), replaces personal data by
 tokens and masks secrets, and restores the answer. It fails closed: a host not allowed, a text
 it cannot redact, or an answer whose tokens do not come back intact raise, and nothing is sent
 or kept.
@@ -14,6 +15,7 @@ from collections.abc import Iterable, Sequence
 
 from plan2flow.compiler.spec.escalation import LOOPBACK_HOSTS, Redaction
 from plan2flow.compiler.validate.escalation_rules import host_of
+from plan2flow.memory.tenant_hosts import TenantHosts
 
 from .errors import HostDenied, RedactionFailed
 from .outbound import Outbound, approved
@@ -25,10 +27,16 @@ _LOOPBACK = frozenset(host.strip("[]") for host in LOOPBACK_HOSTS)
 class Gateway:
     """Redacts what a remote tier sends and restores what it answers, for one policy."""
 
-    def __init__(self, redaction: Redaction, allowed_hosts: Iterable[str]) -> None:
+    def __init__(
+        self,
+        redaction: Redaction,
+        allowed_hosts: Iterable[str],
+        tenant_hosts: TenantHosts | None = None,
+    ) -> None:
         patterns = [(extra.name, extra.regex) for extra in redaction.patterns]
         self._redactor = Redactor(redaction.entities, patterns)
         self._allowed = frozenset(host.lower().strip("[]") for host in allowed_hosts)
+        self._tenant = tenant_hosts
         self.counts: Counter[str] = Counter()
         """Values replaced, per entity type, over every prompt sent (never the values)."""
 
@@ -36,6 +44,12 @@ class Gateway:
         host = host_of(base_url)
         if host not in self._allowed:
             raise HostDenied(f"host '{host}' is not in the policy's allowed_hosts")
+        if self._tenant is not None and not self._tenant.allows(host):
+            name = self._tenant.tenant
+            raise HostDenied(
+                f"host '{host}' is not in the outbound host list of tenant '{name}': "
+                f"see plan2flow tenants hosts list --tenant {name}"
+            )
         return host
 
     def outbound(

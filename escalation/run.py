@@ -16,6 +16,7 @@ from plan2flow.events import EventBus, RunContext, from_env
 from plan2flow.memory.db.engine import Database, configured_database
 from plan2flow.memory.errors import MemoryStoreError
 from plan2flow.memory.settings import memory_settings
+from plan2flow.memory.tenant_hosts import TenantHosts, tenant_hosts
 
 from .chain import ChainResult, HumanStep, Surroundings, run_chain
 from .errors import EscalationFailed, HumanTierReached, JournalError
@@ -62,7 +63,13 @@ def escalate(
         publish(events_bus, run, task.task_id, name, data)
 
     around = Surroundings(
-        workdir, env, sleep, rng or random.Random(), on_event, desk or current_desk()
+        workdir,
+        env,
+        sleep,
+        rng or random.Random(),
+        on_event,
+        desk or current_desk(),
+        _tenant_hosts(policy, tenant, database, env),
     )
     result = run_chain(task, policy, around, local=local)
     record = make_record(
@@ -97,6 +104,24 @@ def escalate(
         failure = HumanTierReached if result.tier_reached == "human" else EscalationFailed
         raise failure(message, tier_reached=result.tier_reached, record_id=record.id)
     return result
+
+
+def _tenant_hosts(
+    policy: EscalationPolicy, tenant: str, database: Database | None, env: Mapping[str, str]
+) -> TenantHosts | None:
+    """The tenant's outbound host list, read before anything is sent (only a remote tier needs
+    it); one that cannot be read fails the escalation: no prompt leaves unchecked."""
+    if not any(tier.remote is not None for tier in policy.tiers):
+        return None
+    try:
+        if database is not None:
+            return tenant_hosts(database, tenant)
+        with configured_database(memory_settings(env)) as opened:
+            return tenant_hosts(opened, tenant)
+    except MemoryStoreError as error:
+        raise JournalError(
+            f"cannot read the outbound host list of tenant {tenant!r}, so nothing is sent: {error}"
+        ) from None
 
 
 def _record(

@@ -69,6 +69,9 @@ ACTIONS = (
     "task.skipped",
     "task.started",
     "tenant.created",
+    "tenant.host_allowed",
+    "tenant.host_denied",
+    "tenant.hosts_cleared",
 )
 """Every action the journal records; :func:`append` refuses any other (a typo is a bug)."""
 

@@ -17,7 +17,9 @@ from .errors import TenantError
 from .settings import MemorySettings, check_tenant, memory_settings
 
 
-def _admin_database(settings: MemorySettings) -> Database:
+def admin_database(settings: MemorySettings) -> Database:
+    """The database as the migration role (on SQLite, the one database), at the newest
+    revision: what changes tenants and their settings, which the application may only read."""
     if settings.is_sqlite:
         return configured_database(settings)
     database = open_database(settings.admin_url)
@@ -35,7 +37,7 @@ def create_tenant(name: str, settings: MemorySettings | None = None) -> Tenant:
     check_tenant(name)
     settings = settings or memory_settings()
     tenant = Tenant(name=name)
-    with _admin_database(settings) as database, database.connect() as connection:
+    with admin_database(settings) as database, database.connect() as connection:
         try:
             connection.execute(sa.insert(Tenant).values(**tenant.model_dump()))
             connection.commit()
@@ -58,4 +60,4 @@ def list_tenants(settings: MemorySettings | None = None) -> list[Tenant]:
     return [Tenant(id=row.id, name=row.name, created=row.created) for row in rows]
 
 
-__all__ = ["create_tenant", "list_tenants"]
+__all__ = ["admin_database", "create_tenant", "list_tenants"]

@@ -34,17 +34,18 @@ def ok(env: dict[str, str], *args: str) -> str:
 def test_db_and_tenants_on_the_sqlite_default(tmp_path: Path) -> None:
     env = {"PLAN2FLOW_HOME": str(tmp_path / "home")}
     assert ok(env, "db", "current").startswith("base (not migrated")
-    assert "upgraded from base to 0004_costs_budgets" in ok(env, "db", "upgrade")
-    assert "is at 0004_costs_budgets already" in ok(env, "db", "upgrade")
-    assert ok(env, "db", "current") == "0004_costs_budgets (head)\n"
+    assert "upgraded from base to 0005_tenant_hosts" in ok(env, "db", "upgrade")
+    assert "is at 0005_tenant_hosts already" in ok(env, "db", "upgrade")
+    assert ok(env, "db", "current") == "0005_tenant_hosts (head)\n"
     history = ok(env, "db", "history").splitlines()
     assert [line.split()[0] for line in history] == [
         "0001_tables",
         "0002_tenant_isolation",
         "0003_escalations",
         "0004_costs_budgets",
+        "0005_tenant_hosts",
     ]
-    assert "(head)" in history[3]
+    assert "(head)" in history[4]
 
     assert ok(env, "tenants", "create", "acme") == "created tenant acme\n"
     listed = ok(env, "tenants", "list").splitlines()
@@ -54,7 +55,7 @@ def test_db_and_tenants_on_the_sqlite_default(tmp_path: Path) -> None:
     assert all(row["created"].endswith("+00:00") for row in rows)
 
     downgraded = ok(env, "db", "downgrade", "base")
-    assert "downgraded from 0004_costs_budgets to base" in downgraded
+    assert "downgraded from 0005_tenant_hosts to base" in downgraded
     assert ok(env, "db", "current").startswith("base")
 
 

@@ -306,11 +306,14 @@ def test_the_journal_never_holds_the_environment(tmp_path: Path) -> None:
 
 
 def test_an_escalation_that_cannot_be_recorded_fails_with_a_journal_error(tmp_path: Path) -> None:
-    """A tenant that project memory does not know: nothing is recorded, so nothing is kept."""
+    """A tenant that project memory does not know: nothing is recorded, so nothing is kept (with
+    a remote tier, its outbound host list cannot be read either: nothing is sent)."""
     with fake_openai([Reply(content=RIGHT)]) as server:
         the_policy = policy(remote(server, api_key_env="P2F_UNSET_KEY"), Tier(human=HumanTier()))
         with pytest.raises(
-            JournalError, match=r"cannot record escalation .*plan2flow tenants create ghost"
+            JournalError,
+            match=r"cannot read the outbound host list of tenant 'ghost', so nothing is sent: "
+            r".*plan2flow tenants create ghost",
         ):
             escalate(
                 task(),

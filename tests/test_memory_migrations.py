@@ -36,7 +36,13 @@ APP_GRANTS = {
     *(("budgets", command) for command in COMMANDS),
 }
 LATER_TABLES = {"escalations", "costs", "budgets"}
-REVISIONS = ["0001_tables", "0002_tenant_isolation", "0003_escalations", "0004_costs_budgets"]
+REVISIONS = [
+    "0001_tables",
+    "0002_tenant_isolation",
+    "0003_escalations",
+    "0004_costs_budgets",
+    "0005_tenant_hosts",
+]
 
 
 def test_history_lists_the_revisions_oldest_first() -> None:

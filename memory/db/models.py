@@ -60,6 +60,9 @@ class Tenant(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     name: str = Field(max_length=63, unique=True)
     created: datetime = _timestamp()
+    allowed_hosts: list[str] | None = Field(default=None, sa_type=sa.JSON)
+    """The hosts its escalations may call, on top of their plans' rule; None: no list of its
+    own (plan2flow.memory.tenant_hosts)."""
 
 
 class Run(SQLModel, table=True):
