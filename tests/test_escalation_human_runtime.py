@@ -209,10 +209,13 @@ def test_retry_runs_the_model_tiers_again(tmp_path: Path, run_home: Path) -> Non
     assert (record.tier_reached, record.winner) == ("remote", "1-remote-1-r1")
 
 
-def test_no_answer_before_the_deadline_fails_naming_the_tier(tmp_path: Path) -> None:
+def test_no_answer_before_the_deadline_fails_naming_the_tier(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     with fake_openai([Reply(content=WRONG)]) as server:
-        running = start(tmp_path, "human-timeout", server.url, timeout=2)
+        running = start(tmp_path, "human-timeout", server.url, timeout=2, more=", mode: suspend")
         running.join()
+    assert "pauses: Prefect cannot suspend a flow from a task" in caplog.text  # taken as pause
     assert running.state.is_failed()
     (task,) = [t for t in running.summary.tasks if t.id == TASK]
     assert "no one answered within 2 s (the human tier)" in task.message
