@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
@@ -87,10 +88,10 @@ def spent_usd(
 ) -> float:
     """What ``tenant`` (or its ``plan``) spent from ``since`` on: compute and models, in one
     statement (a task's budget check runs it)."""
-    compute = sa.select(col(CostEntry.usd).label("usd")).where(
+    compute: sa.Select[Any] = sa.select(col(CostEntry.usd).label("usd")).where(
         col(CostEntry.tenant) == tenant, col(CostEntry.created) >= since
     )
-    models = sa.select(col(EscalationRow.cost_usd).label("usd")).where(
+    models: sa.Select[Any] = sa.select(col(EscalationRow.cost_usd).label("usd")).where(
         col(EscalationRow.tenant) == tenant, col(EscalationRow.created) >= since
     )
     if plan is not None:
