@@ -376,3 +376,46 @@ def test_a_scrape_without_the_database_still_answers(caplog: pytest.LogCaptureFi
     assert "budgets are unavailable for this scrape: cannot use the metadata database" in (
         caplog.text
     )
+
+
+def _serve(environ: dict[str, str]) -> tuple[str, str]:
+    """Start `plan2flow metrics serve` with `environ`, scrape it once, end it with SIGTERM:
+    the page and what it wrote on stderr."""
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+
+    command = [str(Path(sys.executable).parent / "plan2flow"), "metrics", "serve", "--port", "0"]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environ
+    ) as process:
+        try:
+            assert process.stdout is not None and process.stderr is not None
+            first = process.stdout.readline()
+            assert first.startswith("serving http://127.0.0.1:"), first
+            page = httpx.get(first.split()[1], timeout=30).text
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=30) == 0
+            return page, process.stderr.read()
+        finally:
+            if process.poll() is None:
+                process.kill()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def test_the_metrics_serve_command_reads_the_budgets(memory: Memory) -> None:
+    import os
+
+    budgets.set_budget(memory.database, memory.a, scope="tenant", name="", usd=3, period="day")
+    environ = {k: v for k, v in os.environ.items() if k != "PLAN2FLOW_EVENTS_URL"}
+    page, _ = _serve(environ)
+    assert (
+        f'plan2flow_budget_limit_usd{{period="day",plan="",scope="tenant",tenant="{memory.a}"}} 3.0'
+        in page
+    )
+    environ["PLAN2FLOW_DATABASE_URL"] = "postgresql://nobody@127.0.0.1:1/none"
+    page, errors = _serve(environ)
+    assert "plan2flow: budgets are not served: cannot use the metadata database" in errors
+    assert "plan2flow_runs_total" in page and "plan2flow_budget_limit_usd{" not in page
