@@ -25,7 +25,7 @@ from prefect.states import Running
 
 from plan2flow.escalation.human import DECISIONS, HumanAnswer, HumanQuestion, describe
 
-from .approval_events import announce
+from .approval_events import announce, journal
 from .approval_form import answer_model, check_answer, form_data
 from .approvals import POLL_SECONDS
 from .errors import TaskFailure
@@ -78,6 +78,14 @@ def _running_again(flow_run_id: str) -> None:
         client.set_flow_run_state(UUID(flow_run_id), Running(), force=True)
 
 
+def _announce(place: RunPlace, what: str, question: HumanQuestion, **data: Any) -> None:
+    """An approval's events and journal entry; the journal keeps one entry per run, task and
+    action, so a later question's is filed under ``<task>#<n>``."""
+    announce(place, what, question.task_id, **data)
+    if question.round > 1:
+        journal(place, f"approval.{what}", f"{question.task_id}#{question.round}", data)
+
+
 class PrefectDesk:
     """Asks a person by pausing the flow run of ``place``: one of the question's respondents,
     or anyone when it names none (the server enforces the list, and it is checked again)."""
@@ -98,10 +106,10 @@ class PrefectDesk:
         params = {"options": list(DECISIONS), "respondents": respondents, "form": FORM}
         model = answer_model(task_id, params, describe(question, place.flow_run_id))
         self._save_request(key, question, deadline)
-        announce(
+        _announce(
             place,
             "requested",
-            task_id,
+            question,
             options=list(DECISIONS),
             respondents=respondents,
             deadline=deadline.isoformat(),
@@ -116,17 +124,17 @@ class PrefectDesk:
             )
         except FlowPauseTimeout:
             _running_again(place.flow_run_id)
-            announce(place, "timed_out", task_id, on_timeout="fail", skipped=[])
+            _announce(place, "timed_out", question, on_timeout="fail", skipped=[])
             return None
         checked = check_answer(model, answer.model_dump(by_alias=True))
         option, respondent = str(checked.option), str(checked.respondent)  # type: ignore[attr-defined]
         if respondents and respondent not in respondents:
             raise TaskFailure(f"escalation of {task_id!r}: {respondent!r} may not answer it")
         data = form_data(checked)
-        announce(
+        _announce(
             place,
             "given",
-            task_id,
+            question,
             option=option,
             respondent=respondent,
             data=_summary(data),

@@ -153,8 +153,11 @@ def test_an_edit_through_the_cli_is_checked_asked_again_and_kept(
     assert (record.outcome, record.tier_reached, record.winner) == ("kept", "human", "h2-human")
     assert "the code of 'alice' (h2-human" in record.reason
     given = interventions("approval.given")
-    assert [(who, subject) for who, subject, _ in given] == [("alice", f"human-edit/{TASK}")]
-    assert "code_sha256" in given[0][2]["data"] and EDITED not in str(given[0][2])
+    assert [(who, subject) for who, subject, _ in given] == [
+        ("alice", f"human-edit/{TASK}"),
+        ("alice", f"human-edit/{TASK}#2"),
+    ]
+    assert "code_sha256" in given[1][2]["data"] and EDITED not in str(given[1][2])
 
 
 def test_accept_through_the_rest_api_keeps_the_best_variant(tmp_path: Path, run_home: Path) -> None:
