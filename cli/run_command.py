@@ -100,9 +100,12 @@ def _run(
 
 def _admit(plan: str, declared: dict[str, Any] | None) -> None:
     """Refuse the run before a flow run is made when its plan's or tenant's budget is spent
-    (``P2F801``; the runtime checks again, for runs started elsewhere)."""
+    (``P2F801``) or the compute price is not one (``P2F803``); the runtime checks again, for
+    runs started elsewhere."""
     from plan2flow.memory.budgets import admit_run
+    from plan2flow.memory.cost_rules import compute_price
 
+    compute_price()
     with memory_database() as database:
         admit_run(database, resolve_tenant(None), plan, declared)
 

@@ -140,6 +140,10 @@ def test_a_spent_budget_refuses_the_run_before_it_starts(
         "P2F801 a run of plan 'spent' refused: plan 'spent' has spent 2.0000 of its 2 USD "
         "budget this month; hint: raise `budget.usd` in plan 'spent'"
     )
+    monkeypatch.setenv("PLAN2FLOW_COMPUTE_PRICE_PER_HOUR", "free")
+    unpriced = CliRunner().invoke(app, ["run", str(plan)])
+    assert str(unpriced.exception).startswith("P2F803 PLAN2FLOW_COMPUTE_PRICE_PER_HOUR='free'")
+    monkeypatch.delenv("PLAN2FLOW_COMPUTE_PRICE_PER_HOUR")
     # A run started elsewhere (a deployment, a schedule) is refused by the runtime itself.
     state, _ = _run(
         tmp_path,
