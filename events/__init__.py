@@ -17,6 +17,7 @@ This package imports neither Prefect nor any other part of plan2flow.
 from __future__ import annotations
 
 from plan2flow.events.bus import (
+    Batched,
     EventBus,
     NullBus,
     Outcome,
@@ -49,6 +50,7 @@ from plan2flow.events.memory import InProcessBus
 from plan2flow.events.subjects import check_pattern, label_for, matches, subject_for
 
 __all__ = [
+    "Batched",
     "BusUnavailable",
     "Event",
     "EventBus",

@@ -23,7 +23,8 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import Generator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import IO, Any, Literal, Protocol
 
 import sqlalchemy as sa
@@ -180,6 +181,61 @@ def append(
             continue
         return entry
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class KeyedEntry:
+    """An entry to append once under its idempotency key (:func:`append_keyed`)."""
+
+    action: str
+    subject: str
+    detail: Mapping[str, Any]
+    key: str
+
+
+def append_keyed(
+    session: Session, tenant: str, actor: str, items: Sequence[KeyedEntry]
+) -> list[AuditEntry]:
+    """Append `items` in order, each unless its key is already in the journal (or earlier in
+    `items`), inside `session`'s transaction, and return the entries added; the caller commits.
+
+    The event feed's batch: one read of the chain's end and one lookup of all the keys, where
+    :func:`append` per item reads both each time. It does not retry: an insert that loses a
+    race for a ``seq`` (an appender that skipped the tenant's lock) raises IntegrityError and
+    adds nothing, and the caller may fall back to :func:`append`, which retries.
+    """
+    check_tenant(tenant)
+    for item in items:
+        check_action(item.action)
+    if not items:
+        return []
+    ids = [key_id(tenant, item.key) for item in items]
+    _queue_behind_other_appenders(session, tenant)
+    seen = set(session.exec(select(AuditEntry.id).where(col(AuditEntry.id).in_(ids))).all())
+    added: list[AuditEntry] = []
+    with session.begin_nested():
+        seq, prev_hash = _last(session, tenant)
+        for item, entry_uuid in zip(items, ids, strict=True):
+            if entry_uuid in seen:
+                continue
+            seen.add(entry_uuid)
+            seq += 1
+            entry = AuditEntry(
+                id=entry_uuid,
+                tenant=tenant,
+                seq=seq,
+                time=utc_now(),
+                actor=actor,
+                action=item.action,
+                subject=item.subject,
+                detail=plain_json(dict(item.detail)),
+                prev_hash=prev_hash,
+                hash="",
+            )
+            entry.hash = prev_hash = entry_hash(entry)
+            session.add(entry)
+            added.append(entry)
+    return added
 
 
 def _queue_behind_other_appenders(session: Session, tenant: str) -> None:

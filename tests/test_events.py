@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 
 import plan2flow.events as events
 from plan2flow.events import (
+    Batched,
     Event,
     EventData,
     InProcessBus,
@@ -392,6 +394,51 @@ def test_handler_errors_are_counted_and_the_next_event_follows(
     assert "event handler of '>' failed" in caplog.text
     sub.close()
     sub.close()
+
+
+def test_a_batched_handler_gets_what_is_queued_together_in_order() -> None:
+    """While the handler works on the first event, the next ones queue; the next call takes
+    them all (up to max_batch), and closing hands over what is still queued."""
+    bus = InProcessBus()
+    first_taken, release = threading.Event(), threading.Event()
+    batches: list[list[str]] = []
+
+    def handle(events: Sequence[Event]) -> int | None:
+        batches.append([str(event.taskid) for event in events])
+        first_taken.set()
+        release.wait(10)
+        return 1 if len(batches) == 2 else None
+
+    sub = bus.subscribe(">", Batched(handle, max_batch=3))
+    evs = _events(6)
+    bus.publish(evs[0])
+    assert first_taken.wait(10)
+    for event in evs[1:]:
+        bus.publish(event)
+    release.set()
+    assert sub.wait_handled(6, 10)
+    assert batches == [["t0"], ["t1", "t2", "t3"], ["t4", "t5"]]
+    assert sub.errors == 1  # what the second call said it failed on
+    sub.close()
+    with pytest.raises(ValueError, match="max_batch"):
+        Batched(handle, max_batch=0)
+
+
+def test_a_failing_batch_counts_each_of_its_events_and_close_drains_the_queue() -> None:
+    gate = threading.Event()
+    seen: list[int] = []
+
+    def handle(events: Sequence[Event]) -> int | None:
+        gate.wait(10)
+        seen.append(len(events))
+        raise RuntimeError("database down")
+
+    sub = Subscription(">", Batched(handle, max_batch=10), max_pending=10)
+    for event in _events(4):
+        sub.offer(event)
+    gate.set()
+    sub.close()  # the end marker comes after the queued events: they are handled first
+    assert sum(seen) == 4 and sub.errors == 4 and sub.delivered == 4
 
 
 def test_closing_a_full_subscription_with_a_handler_stops_it() -> None:

@@ -17,9 +17,11 @@ from plan2flow.memory import audit
 from plan2flow.memory.audit_feed import (
     attach_audit,
     audit_fields,
+    batch_handler,
     durable_name,
     feed_handler,
     follow,
+    keyed_entries,
 )
 
 __all__ = ["journal", "shared"]  # the fixtures
@@ -94,6 +96,58 @@ def test_a_runs_events_on_the_in_process_bus_become_entries(journal: Journal) ->
     assert all("s3cret" not in str(e.detail) for e in entries)
     assert entries[1].detail["task"] == "load" and entries[1].detail["attempt"] == 1
     assert journal.verify(acme).count == len(EXPECTED)
+
+
+def test_an_event_the_journal_refuses_costs_no_other_event_its_entry(journal: Journal) -> None:
+    """A batch that fails is recorded again one event at a time: the refused event is counted
+    in the subscription's errors, every other one gets its entry, in order."""
+    if journal.dialect == "sqlite":
+        journal.raw(
+            "CREATE TRIGGER refuse_load BEFORE INSERT ON audit_entries "
+            "WHEN NEW.subject = 'etl/load' AND NEW.action = 'task.completed' "
+            "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+        )
+    else:
+        journal.raw(
+            "CREATE FUNCTION refuse_load() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "IF NEW.subject = 'etl/load' AND NEW.action = 'task.completed' "
+            "AND NEW.tenant = '" + journal.acme + "' THEN RAISE EXCEPTION 'refused by the test'; "
+            "END IF; RETURN NEW; END $$"
+        )
+        journal.raw(
+            "CREATE TRIGGER refuse_load BEFORE INSERT ON audit_entries "
+            "FOR EACH ROW EXECUTE FUNCTION refuse_load()"
+        )
+    acme = journal.acme
+    handle = batch_handler(journal.database, acme, "runner")
+    try:
+        assert handle(a_run(acme)) == 1
+    finally:
+        if journal.dialect != "sqlite":
+            journal.raw("DROP TRIGGER refuse_load ON audit_entries")
+            journal.raw("DROP FUNCTION refuse_load()")
+    expected = [entry for entry in EXPECTED if entry != ("task.completed", "etl/load")]
+    assert [(e.action, e.subject) for e in journal.rows(acme)] == expected
+    assert handle(a_run(journal.globex)) is None  # another tenant's events: nothing to do
+    assert journal.verify(acme).count == len(expected)
+
+
+def test_a_batch_appends_each_key_once_and_keeps_the_chain(journal: Journal) -> None:
+    """Keys already in the journal, and keys repeated in the batch, add nothing; the rest
+    continue the chain in order."""
+    acme = journal.acme
+    events = a_run(acme)
+    handle = batch_handler(journal.database, acme, "runner")
+    assert handle(events[:2]) is None
+    with journal.database.session(acme) as session:
+        added = audit.append_keyed(session, acme, "runner", keyed_entries(events + events[3:]))
+        assert audit.append_keyed(session, acme, "runner", []) == []
+    assert [entry.action for entry in added] == [action for action, _ in EXPECTED[2:]]
+    assert [entry.seq for entry in added] == [3, 4, 5, 6]
+    assert [(e.action, e.subject) for e in journal.rows(acme)] == EXPECTED
+    assert journal.verify(acme).count == len(EXPECTED)
+    with journal.database.session(acme) as session, pytest.raises(ValueError, match="unknown"):
+        audit.append_keyed(session, acme, "runner", [audit.KeyedEntry("nope", "", {}, "k")])
 
 
 def test_a_redelivered_event_is_recorded_once(journal: Journal) -> None:

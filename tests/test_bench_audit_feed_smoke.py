@@ -1,0 +1,27 @@
+"""bench/audit_feed.py still runs: one small round, no timing asserted."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench" / "audit_feed.py"
+
+
+def test_main_prints_one_json_line(capsys: pytest.CaptureFixture[str]) -> None:
+    spec = importlib.util.spec_from_file_location("plan2flow_bench_audit_feed", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--n", "30", "--rounds", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1
+    report = json.loads(lines[0])
+    assert report["events"] == 30
+    for way in ("bus_only", "one_transaction_per_event", "batched"):
+        assert report[f"{way}_us_per_event"] > 0
+        assert len(report[f"{way}_rounds"]) == 1
+    assert report["batched_vs_per_event"] > 0
