@@ -1,9 +1,10 @@
 """A picture of a TaskGraph that the Prefect UI shows: Graphviz's SVG as a markdown image.
 
-The Prefect UI does not render Mermaid (PrefectHQ/prefect#20764). Tried in headless Chromium
-on both of its UIs (3.9): a markdown image whose source is a ``data:`` URI (SVG or PNG) is
-drawn, and so is an HTML ``<img>``; inline ``<svg>`` is stripped; tables and ``<details>``
-render. An SVG in an image runs no script, so task ids in its labels are only text.
+The Prefect UI's classic pages do not render Mermaid (PrefectHQ/prefect#20764; the ``/v2`` UI
+of 3.9 does). Tried in headless Chromium on both UIs: a markdown image whose source is a
+``data:`` URI (SVG or PNG) is drawn by both, and so is an HTML ``<img>``; inline ``<svg>`` is
+stripped; tables and ``<details>`` render. An SVG in an image runs no script, so task ids in
+its labels are only text.
 
 Drawing needs Graphviz's ``dot`` where the flow runs (``make system-deps`` installs it); without
 it, or for a graph too large to draw quickly, the artifact says so and keeps its tables.

@@ -168,3 +168,8 @@ def test_the_graph_picture_shows_and_the_first_run_of_a_change_publishes_the_dif
         drawn = poll("the diff's picture drawn", lambda: _image(page, "What changed in views"), 60)
         assert drawn["width"] > 100
         page.screenshot(IMAGES / "plan-diff-artifact.png")
+        # The new UI draws the same picture.
+        plan_artifact = server.artifacts(first)["plan2flow-plan-views"]["id"]
+        page.open(f"{server.ui}/v2/artifacts/artifact/{plan_artifact}", height=1100)
+        page.wait_for_text(["Plan views", "Graph"])
+        assert poll("the picture in /v2", lambda: _image(page, "The graph of views"), 60)
