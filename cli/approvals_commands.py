@@ -107,8 +107,10 @@ def respond_command(
     name = respondent(who)
     try:
         item = respond(api_url, flow_run_id, option, fields, name)
-    except (ApprovalRefused, NoSuchApproval) as error:
+    except ApprovalRefused as error:
         raise _fail(err, f"{error}; the run stays paused", EXIT_INVALID) from None
+    except NoSuchApproval as error:  # nothing waits: there is no pause to stay in
+        raise _fail(err, str(error), EXIT_INVALID) from None
     except RemoteError as error:
         raise _fail(err, str(error)) from None
     say(console, f"answered {item.plan}/{item.task} of run {flow_run_id}: {option} (as {name})")
