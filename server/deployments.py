@@ -261,12 +261,11 @@ def deploy(target: Target, home: Path | None = None) -> Deployed:
             return Deployed(target, "unchanged", (), str(existing.id))
     previous = None if existing is None else previous_graph(existing, target)
     directory = write_source(target, home)
-    kept = directory / previous_graph_file_name(target.graph.name)
     if previous is not None and previous.hash != target.graph.hash:
-        # The first run of this version publishes the diff against it (flows/plan_diff.py).
+        # The first run of this version publishes the diff against it (flows/plan_diff.py);
+        # a deploy that changes only settings keeps the one its version's first run may need.
+        kept = directory / previous_graph_file_name(target.graph.name)
         write_all_atomic([(kept, previous.text)])
-    else:
-        kept.unlink(missing_ok=True)
     # `from_source` and `apply` are sync-compatible: called from sync code they return values.
     loaded = cast(
         "Flow[..., Any]",

@@ -19,7 +19,8 @@ from approvals_support import RunningFlow, resume, wait_paused
 from support import build_module, import_flow, plan_text
 
 from plan2flow.events import process_bus
-from plan2flow.flows.approval_notify import notify_payload, post_request
+from plan2flow.flows import approval_notify
+from plan2flow.flows.approval_notify import Delivery, deliver, notify_payload, post_request
 
 Reply = tuple[int, dict[str, str], float]
 """Status, headers, and seconds to wait before answering."""
@@ -213,3 +214,32 @@ def test_a_webhook_that_stays_down_does_not_hold_up_or_fail_the_approval(
         subscription.close()
     assert running.state.is_completed()
     assert running.states() == {"build": "Completed", "review": "Completed", "ship": "Completed"}
+
+
+@pytest.mark.parametrize("hook", [[(503, {}, 0.0), OK]], indirect=True)
+def test_a_suspending_run_waits_for_the_post_to_end(hook: Hook) -> None:
+    failures: list[Delivery] = []
+    settings = {"attempts": 3, "timeout_seconds": 5}
+    thread = deliver(hook.url, PAYLOAD, settings, failures.append, wait=True)
+    assert not thread.is_alive()
+    assert len(hook.received) == 2 and failures == []
+    down = f"http://127.0.0.1:{_closed_port()}/hook"
+    deliver(down, PAYLOAD, {"attempts": 2, "timeout_seconds": 1}, failures.append, wait=True)
+    [failed] = failures
+    assert (failed.delivered, failed.attempts) == (False, 2)
+
+
+def test_a_bug_in_the_post_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Delivery:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(approval_notify, "post_request", broken)
+    failures: list[Delivery] = []
+    deliver(
+        "http://127.0.0.1:1/h",
+        PAYLOAD,
+        {"attempts": 1, "timeout_seconds": 1},
+        failures.append,
+        wait=True,
+    )
+    assert [(f.attempts, f.error) for f in failures] == [(0, "RuntimeError: bug")]
