@@ -20,7 +20,10 @@ from .graph.taskgraph import TaskGraph, graph_hash
 from .load import Limits
 from .pipeline import CompileResult, compile_plan
 from .review.diff import diff_graphs
+from .review.diff_format import format_markdown as diff_markdown
 from .review.diff_format import summary as diff_summary
+from .review.draw import Mark as GraphMark
+from .review.draw import dot as graph_dot
 from .taskgraph_file import (
     TaskEntry,
     TaskGraphDocument,
@@ -36,6 +39,7 @@ __all__ = [
     "CompileResult",
     "CompilerError",
     "Diagnostic",
+    "GraphMark",
     "Limits",
     "PlanError",
     "Severity",
@@ -46,10 +50,12 @@ __all__ = [
     "canonical_json",
     "compile_plan",
     "diff_graphs",
+    "diff_markdown",
     "diff_summary",
     "digest",
     "flow_file_name",
     "flow_function_name",
+    "graph_dot",
     "graph_file_name",
     "graph_hash",
     "output_files",

@@ -19,7 +19,7 @@ import subprocess
 from collections.abc import Mapping
 from typing import Any
 
-from plan2flow.compiler.review.draw import Mark, dot
+from plan2flow.compiler import GraphMark, graph_dot
 
 LOGGER = logging.getLogger("plan2flow.runtime")
 MAX_TASKS = 300
@@ -64,14 +64,14 @@ def image_markdown(alt: str, svg: bytes) -> str:
 
 
 def graph_picture(
-    document: Mapping[str, Any], alt: str, marks: Mapping[str, Mark] | None = None
+    document: Mapping[str, Any], alt: str, marks: Mapping[str, GraphMark] | None = None
 ) -> str:
     """The graph drawn as a markdown image, or a line saying why it is not."""
     count = len(document.get("tasks") or ())
     if count > MAX_TASKS:
         return f"_The graph has {count} tasks, over {MAX_TASKS}: it is not drawn here._"
     try:
-        text = dot(document, marks)
+        text = graph_dot(document, marks)
     except (KeyError, TypeError, ValueError) as error:
         LOGGER.warning("plan2flow: the graph of %s was not drawn: %s", alt, error)
         return "_The graph could not be drawn._"

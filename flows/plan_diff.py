@@ -24,7 +24,9 @@ from plan2flow.compiler import (
     previous_graph_file_name,
     read_taskgraph,
 )
-from plan2flow.compiler.review.diff_format import format_markdown
+from plan2flow.compiler import (
+    diff_markdown as format_diff,
+)
 
 from .graph import Graph
 from .graph_picture import graph_picture
@@ -45,7 +47,7 @@ def diff_description(previous_hash: str, graph_hash: str) -> str:
 def diff_markdown(before: dict[str, object], after: dict[str, object], name: str) -> str:
     """``plan2flow diff``'s markdown of the two graphs, the marked picture drawn as an image."""
     diff = diff_graphs(before, after)
-    text = format_markdown(
+    text = format_diff(
         diff,
         "the version it replaces",
         "this version",
