@@ -162,7 +162,8 @@ def answer_of(
     approval: Approval, option: str, fields: Mapping[str, str], who: str
 ) -> dict[str, Any]:
     """The run input of an answer, with the form's values typed; refused here when it cannot
-    be right (so the person hears why in plan2flow's words before the server's)."""
+    be right (so the person hears why in plan2flow's words before the server's), such as an
+    escalation's edit whose code is missing or does not parse."""
     if option not in approval.options:
         raise ApprovalRefused(
             f"{option!r} is not an option of {approval.task!r}: {', '.join(approval.options)}"
@@ -178,6 +179,12 @@ def answer_of(
             f"{approval.task!r} has no field {unknown[0]!r}"
             + (f"; its fields: {', '.join(sorted(approval.form))}" if approval.form else "")
         )
+    if approval.kind == "escalation" and option == "edit":
+        from plan2flow.escalation.human import edit_problem
+
+        problem = edit_problem(fields.get("code"))
+        if problem is not None:
+            raise ApprovalRefused(f"the edit of {approval.task!r} is refused: {problem}")
     answer: dict[str, Any] = {"option": option, "respondent": who}
     for name, text in fields.items():
         answer[name] = _typed(name, text, approval.form[name])

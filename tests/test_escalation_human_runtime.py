@@ -1,7 +1,8 @@
 """The escalation's human tier on a real Prefect API: a component without a body, a model on
 127.0.0.1 that answers badly, the flow run pausing with the tier's form, answered through
-`plan2flow approvals respond` and Prefect's REST API: edit (an unparseable edit first, asked
-again), accept, reject, retry and the deadline."""
+`plan2flow approvals respond` and Prefect's REST API: edit (an unparseable edit refused by the
+CLI, then taken by the server and asked again by the flow), accept, reject, retry and the
+deadline."""
 
 from __future__ import annotations
 
@@ -138,8 +139,15 @@ def test_an_edit_through_the_cli_is_checked_asked_again_and_kept(
         ):
             assert line in shown.stdout, line
         bad = ["--option", "edit", "--field", "code=def greet(:", "--as", "alice"]
-        answered = runner.invoke(app, ["approvals", "respond", running.flow_run_id, *bad])
-        assert answered.exit_code == 0, answered.output
+        refused = runner.invoke(app, ["approvals", "respond", running.flow_run_id, *bad])
+        assert refused.exit_code == 1
+        assert f"the edit of '{TASK}' is refused: the code does not parse: line 1: " in (
+            refused.output
+        )
+        assert refused.output.endswith("; the run stays paused\n")
+        # Over REST (or the UI) the flow refuses it, and asks again.
+        answer = {"option": "edit", "respondent": "alice", "code": "def greet(:"}
+        assert resume(running.flow_run_id, answer)["status"] == "ACCEPT"
         wait_asked(running, 2)
         again = runner.invoke(app, ["approvals", "show", running.flow_run_id])
         assert "the edit of 'alice' is refused: the code does not parse: line 1" in again.stdout
