@@ -56,17 +56,17 @@ TASKS = """\
   - {id: done, type: noop, depends_on: [flaky]}
 """
 
-FIRST_RUN = {
-    "extract": [("started", 1), ("artifact.stored", 1), ("completed", 1)],
-    "flaky": [("started", 1), ("retrying", 2), ("completed", 2)],
-    "broken": [("started", 1), ("failed", 1)],
+FIRST_RUN = {  # every attempt that ran is charged its compute (not a join point's)
+    "extract": [("started", 1), ("charged", 1), ("artifact.stored", 1), ("completed", 1)],
+    "flaky": [("started", 1), ("charged", 1), ("retrying", 2), ("charged", 2), ("completed", 2)],
+    "broken": [("started", 1), ("charged", 1), ("failed", 1)],
     "after": [("not_run", 1)],
     "done": [("started", 1), ("completed", 1)],
 }
 CACHED_RUN = {
     "extract": [("cached", 1)],
     "flaky": [("cached", 1)],
-    "broken": [("started", 1), ("failed", 1)],
+    "broken": [("started", 1), ("charged", 1), ("failed", 1)],
     "after": [("not_run", 1)],
     "done": [("cached", 1)],
 }
