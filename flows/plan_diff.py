@@ -5,8 +5,8 @@ as a markdown artifact (``plan2flow-diff-<plan>``) on the run's page.
 directory (``previous_graph_file_name``). A run that finds it publishes the diff unless the
 latest diff artifact of the plan is already this version's: the first run publishes it, later
 runs (on any worker) do not. The diff is the one ``plan2flow diff`` prints, with the marked
-graph drawn as an image in place of Mermaid, which the Prefect UI does not render. Nothing here
-ever fails a run: what goes wrong is logged.
+graph drawn as an image in place of Mermaid, which the classic Prefect UI does not render.
+Nothing here ever fails a run: what goes wrong is logged.
 """
 
 from __future__ import annotations
@@ -21,11 +21,9 @@ from prefect.client.schemas.sorting import ArtifactSort
 from plan2flow.compiler import (
     TaskGraphError,
     diff_graphs,
+    diff_markdown,
     previous_graph_file_name,
     read_taskgraph,
-)
-from plan2flow.compiler import (
-    diff_markdown as format_diff,
 )
 
 from .graph import Graph
@@ -44,10 +42,10 @@ def diff_description(previous_hash: str, graph_hash: str) -> str:
     return f"Changes from {previous_hash} to {graph_hash}"
 
 
-def diff_markdown(before: dict[str, object], after: dict[str, object], name: str) -> str:
+def diff_artifact(before: dict[str, object], after: dict[str, object], name: str) -> str:
     """``plan2flow diff``'s markdown of the two graphs, the marked picture drawn as an image."""
     diff = diff_graphs(before, after)
-    text = format_diff(
+    text = diff_markdown(
         diff,
         "the version it replaces",
         "this version",
@@ -85,7 +83,7 @@ def publish_diff(graph: Graph, key: str) -> bool:
         if latest_description(key) == description:
             return False
         create_markdown_artifact(
-            markdown=diff_markdown(before.document, after.document, graph.name),
+            markdown=diff_artifact(before.document, after.document, graph.name),
             key=key,
             description=description,
         )

@@ -89,12 +89,12 @@ def test_the_diff_draws_its_marked_graph_as_an_image_not_mermaid() -> None:
     _need_dot()
     before, after = _document(TASKS), _document(MORE)
     assert "mermaid" not in format_markdown(diff_graphs(before, after), "a", "b", picture=False)
-    text = plan_diff.diff_markdown(before, after, "views")
+    text = plan_diff.diff_artifact(before, after, "views")
     assert "mermaid" not in text
     assert "| `announce` | added |" in text
     assert "#### Graph\n\n![What changed in views](" in text
     assert ">announce</text>" in _svg(text)
-    same = plan_diff.diff_markdown(before, before, "views")
+    same = plan_diff.diff_artifact(before, before, "views")
     assert "No changes" in same and "#### Graph" not in same
 
 
