@@ -106,7 +106,11 @@ def post_request(
 ) -> Delivery:
     """POST `payload` as JSON to `url` until a 2xx, a final answer, the last attempt or the
     budget; never raises for what the network or the server does."""
-    if urlsplit(url).scheme not in ("http", "https"):
+    try:
+        scheme = urlsplit(url).scheme
+    except ValueError:
+        scheme = ""
+    if scheme not in ("http", "https"):
         return Delivery(False, 0, None, "not an http:// or https:// URL")
     started = time.monotonic()
     status: int | None = None
@@ -116,6 +120,8 @@ def post_request(
             asked: float | None = None
             try:
                 response = client.post(url, json=dict(payload))
+            except (httpx.InvalidURL, ValueError) as failure:  # UnicodeError: a bad host
+                return Delivery(False, attempt, None, f"not a valid URL: {failure}")
             except httpx.HTTPError as failure:
                 status, error = None, f"{type(failure).__name__}: {failure}"
             else:

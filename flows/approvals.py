@@ -192,9 +192,9 @@ def _announce_request(place: RunPlace, context: TaskContext, deadline: dt.dateti
         mode=params["mode"],
     )
     notify = params.get("notify")
-    if not notify:
+    url = str(notify["webhook"]).strip() if notify else ""
+    if not url:  # no notify, or a `${{ params.x }}` left empty: nobody to tell
         return
-    url = str(notify["webhook"])
     request = {**_request(place, context, deadline), "flow_run_id": place.flow_run_id}
     payload = notify_payload(request, params["body"], run_link(place.flow_run_id))
 

@@ -243,3 +243,12 @@ def test_a_bug_in_the_post_is_reported_not_raised(monkeypatch: pytest.MonkeyPatc
         wait=True,
     )
     assert [(f.attempts, f.error) for f in failures] == [(0, "RuntimeError: bug")]
+
+
+def test_urls_that_cannot_be_posted_to_are_not_tried() -> None:
+    for url in ("", "ftp://x/y", "http://[::1"):
+        delivery = post_request(url, PAYLOAD, attempts=3, timeout=1)
+        assert (delivery.delivered, delivery.attempts) == (False, 0), url
+    bad_host = post_request("http://exa_mple.invalid:x/", PAYLOAD, attempts=3, timeout=1)
+    assert (bad_host.delivered, bad_host.attempts) == (False, 1)
+    assert bad_host.error.startswith("not a valid URL")
