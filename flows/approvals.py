@@ -191,8 +191,8 @@ def _announce_request(place: RunPlace, context: TaskContext, deadline: dt.dateti
         deadline=deadline.isoformat(),
         mode=params["mode"],
     )
-    notify = params.get("notify")
-    url = str(notify["webhook"]).strip() if notify else ""
+    notify: Mapping[str, Any] = params.get("notify") or {}
+    url = str(notify.get("webhook") or "").strip()
     if not url:  # no notify, or a `${{ params.x }}` left empty: nobody to tell
         return
     request = {**_request(place, context, deadline), "flow_run_id": place.flow_run_id}
