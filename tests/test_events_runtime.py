@@ -266,8 +266,10 @@ def test_the_bus_stopped_during_a_run_delivers_every_event_once_after_restart(
         expected = [
             "flow.started",
             "task.started first",
+            "cost.charged first",
             "task.completed first",
             "task.started wait",
+            "cost.charged wait",
             "task.completed wait",
             "task.started last",
             "task.completed last",
