@@ -1,6 +1,7 @@
 """What a run shows on its page in the Prefect UI: the plan as a markdown artifact when the run
 starts (name, graph hash, a picture of the graph, tasks by type, what each waits for, the
-approvals and who answers them), and the outcome of every task as a table artifact when it ends.
+approvals and who answers them, the tasks that may escalate), and the outcome of every task as
+a table artifact when it ends.
 
 The Prefect UI renders markdown but not Mermaid: the picture is Graphviz's SVG as a markdown
 image (:mod:`.graph_picture` says what the UI draws), and the table of tasks and the tasks
@@ -16,7 +17,7 @@ from collections.abc import Iterable
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from .graph import Graph
+from .graph import Graph, GraphTask
 from .graph_picture import graph_picture
 from .plan_diff import publish_diff
 from .summary import TaskSummary
@@ -33,6 +34,30 @@ def artifact_key(kind: str, plan: str) -> str:
 
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _escalation_points(tasks: list[GraphTask]) -> list[str]:
+    """The tasks whose result may escalate: their tiers, threshold and who answers a person's
+    tier (docs/escalation.md)."""
+    escalating = [task for task in tasks if task.escalation is not None]
+    if not escalating:
+        return []
+    lines = [
+        "## Escalation points",
+        "",
+        "| task | tiers | threshold | who answers the human tier |",
+        "|---|---|---|---|",
+    ]
+    for task in escalating:
+        policy = task.escalation or {}
+        tiers = [next(iter(tier)) for tier in policy.get("tiers", [])]
+        human = next((t["human"] for t in policy.get("tiers", []) if "human" in t), None)
+        who = "-" if human is None else ", ".join(human.get("respondents") or []) or "anyone"
+        lines.append(
+            f"| `{_cell(task.id)}` | {' → '.join(tiers)} | {policy.get('threshold', '-')} "
+            f"| {_cell(who)} |"
+        )
+    return [*lines, ""]
 
 
 def plan_markdown(graph: Graph, picture: str = "") -> str:
@@ -64,6 +89,7 @@ def plan_markdown(graph: Graph, picture: str = "") -> str:
             who = ", ".join(task.params["respondents"]) or "anyone"
             lines.append(f"| `{task.id}` | {options} | {who} | {task.params['mode']} |")
         lines.append("")
+    lines += _escalation_points(tasks)
     lines += ["## Tasks", "", "| task | type | waits for |", "|---|---|---|"]
     for task in tasks[:MAX_ROWS]:
         waits = ", ".join(f"`{_cell(up)}`" for up in task.depends_on) or "-"

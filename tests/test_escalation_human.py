@@ -13,6 +13,7 @@ import pytest
 from openai_server import Reply, Waits, bodies, fake_openai
 
 from plan2flow.agents.code_generator import render_component
+from plan2flow.compiler import compile_plan, graph_file_name
 from plan2flow.compiler.spec.escalation import (
     EscalationPolicy,
     HumanTier,
@@ -33,6 +34,8 @@ from plan2flow.escalation import (
 )
 from plan2flow.escalation.human import ROUNDS, describe, edit_problem
 from plan2flow.events import InProcessBus
+from plan2flow.flows.graph import read_graph
+from plan2flow.flows.plan_artifacts import plan_markdown
 from plan2flow.memory import audit
 from plan2flow.memory.db.engine import configured_database
 from plan2flow.memory.settings import memory_settings
@@ -246,3 +249,21 @@ def test_the_form_text_shows_the_scores_and_the_code_in_a_fence_that_holds() -> 
     assert "`accept` is not possible" in nothing
     assert edit_problem("x" * 300_000) == "the code is longer than 200000 characters"
     assert (edit_problem("\0") or "").startswith("the code does not parse")
+
+
+def test_the_plan_artifact_lists_the_escalation_points(tmp_path: Path) -> None:
+    text = (
+        "apiVersion: plan2flow/v1\nkind: Plan\nmetadata: {name: points}\n"
+        "defaults:\n  escalation:\n    threshold: 0.9\n"
+        "    tiers: [{local: {}}, {human: {respondents: [alice, bob]}}]\n"
+        "components:\n  - name: greeter\n    spec:\n      functions:\n"
+        "        - {name: greet, signature: '() -> str'}\n"
+    )
+    path = tmp_path / graph_file_name("points")
+    path.write_text(compile_plan(text, "plan.yaml").graph.text, "utf-8")
+    markdown = plan_markdown(read_graph(path))
+    assert (
+        "## Escalation points\n\n| task | tiers | threshold | who answers the human tier |\n"
+        "|---|---|---|---|\n| `greeter.generate_code` | local → human | 0.9 | alice, bob |\n"
+    ) in markdown
+    assert markdown.index("## Escalation points") < markdown.index("## Tasks")
