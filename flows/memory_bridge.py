@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,22 +101,53 @@ class RunMemory:
     place: RunPlace
     feed: Subscription | None
 
-    def finish(self, state: str) -> None:
-        """Close the run's row with its final state, after the feed journaled its events."""
+    def finish(self, state: str, *, replacing: Collection[str] = ("running",)) -> None:
+        """Close the run's row with its final state, after the feed journaled its events; only
+        a row in one of the states `replacing` (by default, one no one closed yet: the flow's
+        end must not undo an interrupt's ``cancelled``, nor a hook the flow's own end)."""
+        with _open_lock:
+            _open_runs.pop(self.place.flow_run_id, None)
         if self.feed is not None:
             self.feed.close()
-        run_id = _run_uuid(self.place)
-        if run_id is None:
-            return
-        try:
-            store = artifact_store(self.place.tenant)
-            with store.database.session(self.place.tenant) as session:
-                row = session.get(RunRow, run_id)
-                if row is not None:
-                    row.state, row.ended = state, utc_now()
-                    session.add(row)
-        except MemoryStoreError:
-            LOGGER.exception("plan2flow: the end of run %s was not recorded", run_id)
+        _close_row(self.place, state, replacing)
+
+
+RUNNING = "running"
+_open_lock = threading.Lock()
+_open_runs: dict[str, RunMemory] = {}
+"""The runs of this process that have not finished (:func:`end_run` finds their feed)."""
+
+
+def _close_row(place: RunPlace, state: str, replacing: Collection[str]) -> None:
+    run_id = _run_uuid(place)
+    if run_id is None:
+        return
+    try:
+        store = artifact_store(place.tenant)
+        with store.database.session(place.tenant) as session:
+            row = session.get(RunRow, run_id)
+            if row is not None and row.state in replacing:
+                row.state, row.ended = state, utc_now()
+                session.add(row)
+    except MemoryStoreError:
+        LOGGER.exception("plan2flow: the end of run %s was not recorded", run_id)
+
+
+def end_run(place: RunPlace, state: str, replacing: Collection[str] = (RUNNING,)) -> None:
+    """The end of a run that may not have reached ``Run.finish`` (it crashed, was cancelled, or
+    failed in the flow's body), from whichever process Prefect runs the hook in: its row is
+    closed with `state` when it is in one of the states `replacing` (by default: unless it was
+    closed already), and in the run's own process its audit feed is closed after what it holds.
+    Never raises: a hook must not fail on it."""
+    with _open_lock:
+        memory = _open_runs.get(place.flow_run_id)
+    try:
+        if memory is not None:
+            memory.finish(state, replacing=replacing)
+        else:
+            _close_row(place, state, replacing)
+    except Exception:
+        LOGGER.exception("plan2flow: the end of run %s was not recorded", place.flow_run_id)
 
 
 def begin_run(place: RunPlace, params: Mapping[str, Any], actor: str) -> RunMemory:
@@ -146,7 +177,11 @@ def begin_run(place: RunPlace, params: Mapping[str, Any], actor: str) -> RunMemo
                 )
     bus = from_env()
     in_process = isinstance(bus, InProcessBus)
-    return RunMemory(place, attach_audit(bus, store.database, place.tenant) if in_process else None)
+    feed = attach_audit(bus, store.database, place.tenant) if in_process else None
+    memory = RunMemory(place, feed)
+    with _open_lock:
+        _open_runs[place.flow_run_id] = memory
+    return memory
 
 
 def _run_uuid(place: RunPlace) -> uuid.UUID | None:

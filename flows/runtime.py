@@ -43,7 +43,7 @@ from .caching import PlanTaskCache, cache_key
 from .errors import StaleModuleError, TaskFailure
 from .executors import TaskContext, executor_for
 from .graph import Graph, GraphTask, load_graph
-from .memory_bridge import RunMemory, begin_run, local_input, store_outputs
+from .memory_bridge import RunMemory, begin_run, end_run, local_input, store_outputs
 from .options import OPTIONS, RunOptions, options
 from .publishing import (
     emit,
@@ -300,6 +300,8 @@ def cancelled(
         return
     emit(place, lambda run: run.flow("cancelled", message=message), final=True)
     flush_bus(timeout)
+    # What the interrupted tasks made of it (failed, crashed) is the interrupt's doing.
+    end_run(place, "cancelled", replacing=("running", "failed", "crashed"))
 
 
 def _flow_place(flow: Any, flow_run: Any) -> RunPlace:
@@ -323,6 +325,8 @@ def on_cancellation(flow: Any, flow_run: Any, state: State) -> None:
         return
     emit(place, lambda run: run.flow("cancelled", message=message), final=True)
     flush_bus(CANCEL_FLUSH_SECONDS)
+    observing.run_ended(place, f"cancelled: {message}")
+    end_run(place, "cancelled")
 
 
 def on_crashed_or_failed(flow: Any, flow_run: Any, state: State) -> None:
@@ -338,6 +342,8 @@ def on_crashed_or_failed(flow: Any, flow_run: Any, state: State) -> None:
         return
     emit(place, lambda run: run.flow("failed", message=message))
     flush_bus(CANCEL_FLUSH_SECONDS)
+    observing.run_ended(place, message)  # the flow's span, when it began in this process
+    end_run(place, "crashed" if state.is_crashed() else "failed")
 
 
 # --- the one Prefect task every plan task runs as --------------------------------------------

@@ -8,10 +8,12 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -333,6 +335,7 @@ def test_an_interrupted_run_publishes_flow_cancelled(
     assert "task.started" in kinds
     assert events[-1].flowrunid in stderr
     assert "SIGINT" in events[-1].data.message  # type: ignore[attr-defined]
+    assert run_state(run_home, events[-1].flowrunid) == "cancelled"
 
 
 NAP = """\
@@ -360,6 +363,15 @@ def wait_for_the_nap(run_home: Path, plan: str, process: subprocess.Popen[str]) 
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "the task did not start"
         time.sleep(0.1)
+
+
+def run_state(home: Path, flow_run_id: str) -> str | None:
+    """The state of the run's row in project memory (the default SQLite database of `home`)."""
+    with contextlib.closing(sqlite3.connect(home / "plan2flow.db")) as database:
+        row = database.execute(
+            "SELECT state FROM runs WHERE id = ?", (uuid.UUID(flow_run_id).hex,)
+        ).fetchone()
+    return None if row is None else str(row[0])
 
 
 def end_of_run(settings: NatsSettings, plan: str, end: str) -> list[Event]:
@@ -411,6 +423,11 @@ def test_a_crashed_run_ends_with_flow_failed(
     assert kinds[0] == "flow.started" and kinds[-1] == "flow.failed", kinds
     assert "task.started" in kinds and kinds.count("flow.failed") == 1
     assert events[-1].data.message.startswith("Crashed: "), events[-1].data  # type: ignore[attr-defined]
+    flow_run_id = events[-1].flowrunid
+    assert flow_run_id is not None
+    wait_until(  # the hook closes the row after it published the event
+        lambda: run_state(run_home, flow_run_id) == "crashed", DEADLINE, "the row to be closed"
+    )
 
 
 SERVE = """
@@ -472,6 +489,11 @@ def test_a_run_cancelled_in_prefect_ends_with_flow_cancelled(
     assert "task.started" in kinds and kinds.count("flow.cancelled") == 1
     assert events[-1].flowrunid == str(flow_run.id)
     assert events[-1].data.message  # type: ignore[attr-defined]
+    wait_until(
+        lambda: run_state(run_home, str(flow_run.id)) == "cancelled",
+        DEADLINE,
+        "the run's row to be closed",
+    )
 
 
 @pytest.mark.slow

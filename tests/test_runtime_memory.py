@@ -16,7 +16,13 @@ from typer.testing import CliRunner
 from plan2flow.cli import app
 from plan2flow.flows.artifacts import Artifact
 from plan2flow.flows.errors import TaskFailure
-from plan2flow.flows.memory_bridge import close_stores, local_input, store_outputs
+from plan2flow.flows.memory_bridge import (
+    begin_run,
+    close_stores,
+    end_run,
+    local_input,
+    store_outputs,
+)
 from plan2flow.flows.workspace import RunPlace
 from plan2flow.memory.audit import entries, verify
 from plan2flow.memory.db.engine import configured_database
@@ -68,6 +74,32 @@ def test_a_run_stores_its_outputs_and_journals_its_events(
     with sqlite3.connect(run_home / "plan2flow.db") as raw:
         stored = raw.execute("SELECT parameters FROM runs").fetchone()[0]
     assert b"Grace Hopper" not in stored
+
+
+def test_a_run_that_ends_without_finishing_gets_its_end_once(tmp_path: Path) -> None:
+    """A crash or cancellation hook closes the row of a run still running (and its audit feed,
+    in the run's own process), from any process; a row closed already keeps its state."""
+    home = tmp_path / "home"
+    os.environ["PLAN2FLOW_HOME"] = str(home)
+    crashed, finished = _place(home), _place(home)
+    memory = begin_run(crashed, {"who": "x"}, "ada")
+    begin_run(finished, {}, "ada").finish("completed")
+    assert memory.feed is not None and not memory.feed.closed
+    end_run(crashed, "crashed")
+    end_run(crashed, "cancelled")  # a second hook changes nothing
+    end_run(finished, "failed")
+    end_run(_place(home), "failed")  # no row: nothing to close
+    end_run(_place(home, "local-1-2"), "failed")  # a run outside Prefect has no row
+    assert memory.feed.closed
+    with configured_database() as database, database.session("default") as session:
+        states = {
+            place: session.get(Run, uuid.UUID(place.flow_run_id)) for place in (crashed, finished)
+        }
+    assert {place: (row.state if row else None) for place, row in states.items()} == {
+        crashed: "crashed",
+        finished: "completed",
+    }
+    assert all(row is not None and row.ended is not None for row in states.values())
 
 
 def test_outputs_become_artifacts_a_task_elsewhere_fetches(tmp_path: Path) -> None:
