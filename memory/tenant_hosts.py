@@ -140,7 +140,11 @@ def tenant_hosts(database: Database, tenant: str) -> TenantHosts | None:
         found = connection.execute(
             select(Tenant.allowed_hosts).where(Tenant.name == tenant)
         ).scalar_one_or_none()
-    return None if found is None else TenantHosts(tenant, frozenset(found))
+    if found is None:
+        return None
+    # Read back as data: anything but a list of strings allows nothing (fail closed).
+    hosts = found if isinstance(found, list) else []
+    return TenantHosts(tenant, frozenset(_plain(host) for host in hosts if isinstance(host, str)))
 
 
 def list_hosts(tenant: str, settings: MemorySettings | None = None) -> TenantHosts | None:

@@ -13,9 +13,11 @@ from typing import Any
 
 import psycopg
 import pytest
+import sqlalchemy as sa
 from memory_pg import MemoryPostgres, create_tenants, unique_tenant
 from openai_server import Reply, bodies, fake_openai
 from psycopg import errors as pg_errors
+from sqlmodel import col
 from typer.testing import CliRunner
 
 from plan2flow.agents import AgentRequest, CodeGeneratorAgent, Outcome
@@ -32,7 +34,8 @@ from plan2flow.compiler.spec.escalation import (
 from plan2flow.escalation import Gateway, HostDenied, records
 from plan2flow.memory import audit
 from plan2flow.memory.db.engine import configured_database
-from plan2flow.memory.tenant_hosts import TenantHosts, normalize_host
+from plan2flow.memory.db.models import Tenant
+from plan2flow.memory.tenant_hosts import TenantHosts, normalize_host, tenant_hosts
 
 RIGHT = bodies({"greet": "return f'Hello, {name}!'"})
 SPEC: dict[str, Any] = {
@@ -153,6 +156,20 @@ def test_hosts_compare_as_the_chain_sees_them() -> None:
     listed = TenantHosts("t", frozenset({"::1", "api.example.com"}))
     assert listed.allows("[::1]") and listed.allows("API.example.com")
     assert not listed.allows("127.0.0.1")
+
+
+def test_a_stored_list_that_is_not_one_allows_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLAN2FLOW_HOME", str(tmp_path / "home"))
+    with configured_database() as database, database.connect() as connection:
+        for stored, allowed in (({"127.0.0.1": True}, set()), (["[::1]", 7], {"::1"})):
+            connection.execute(
+                sa.update(Tenant).where(col(Tenant.name) == "default").values(allowed_hosts=stored)
+            )
+            connection.commit()
+            found = tenant_hosts(database, "default")
+            assert found is not None and found.allowed == allowed
 
 
 def test_the_gateway_needs_both_the_plan_and_the_tenant() -> None:
