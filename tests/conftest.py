@@ -13,16 +13,32 @@ import pytest
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under xdist (`--dist loadgroup`), the tests sharing one `plan2flow up` server per backend
     run in one worker, so that each server starts once; so do the tests that start and kill
-    nats-servers of their own."""
+    nats-servers of their own, and the tests of a module that use the same module-scoped
+    fixtures (a Prefect server, a compiled set of plans): spread over workers, each would
+    build them."""
     for item in items:
         callspec = getattr(item, "callspec", None)
         backend = callspec.params.get("local") if callspec else None
+        module = getattr(item, "module", None)
         if isinstance(backend, str):
             item.add_marker(pytest.mark.xdist_group(f"plan2flow-up-{backend}"))
-        elif getattr(item, "module", None) is not None and _starts_nats_servers(item.module):
+        elif module is not None and _starts_nats_servers(module):
             # A killed private server's free port may be taken by another test's new server,
             # which a reconnecting bus would then reach: these tests run one at a time.
             item.add_marker(pytest.mark.xdist_group("private-nats-servers"))
+        elif module is not None and (shared := _module_fixtures(item)):
+            item.add_marker(pytest.mark.xdist_group(f"{module.__name__}:{','.join(shared)}"))
+
+
+def _module_fixtures(item: pytest.Item) -> list[str]:
+    """The module-scoped fixtures `item` uses: the tests using the same ones share a worker."""
+    info = getattr(item, "_fixtureinfo", None)
+    definitions = getattr(info, "name2fixturedefs", {}) or {}
+    return sorted(
+        name
+        for name, chain in definitions.items()
+        if any(getattr(definition, "scope", None) == "module" for definition in chain)
+    )
 
 
 def _starts_nats_servers(module: object) -> bool:
