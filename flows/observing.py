@@ -116,6 +116,13 @@ def run_began(place: RunPlace, params: Mapping[str, Any]) -> None:
         LOGGER.exception("plan2flow: observing run %s failed", place.flow_run_id)
 
 
+def flow_traceparent(place: RunPlace) -> str:
+    """The ``traceparent`` of the flow run's span begun in this process; empty without one."""
+    with _LOCK:
+        span = _FLOW_SPANS.get(place.flow_run_id)
+    return (tracing.traceparent_of(span) or "") if span is not None else ""
+
+
 def run_ended(place: RunPlace, failure: str | None = None) -> None:
     """The flow run's span ends (failed with `failure`'s message when there is one)."""
     with _LOCK:
@@ -129,10 +136,12 @@ def run_ended(place: RunPlace, failure: str | None = None) -> None:
 
 @contextlib.contextmanager
 def task_scope(place: RunPlace, task_id: str, task_type: str, attempt: int) -> Iterator[None]:
-    """One attempt of a task: its ids on every log line, its span (a child of the flow run's
-    when the flow runs in this process), ``TRACEPARENT`` for its subprocesses."""
+    """One attempt of a task: its ids on every log line, its span (a child of the flow run's,
+    in this process or, through the run's ``traceparent``, in another), ``TRACEPARENT`` for its
+    subprocesses."""
     with _LOCK:
         flow_span = _FLOW_SPANS.get(place.flow_run_id)
+    parent = tracing.context_of(flow_span) or tracing.parent_from(place.traceparent)
     attributes = {
         tracing.CORRELATION: place.flow_run_id,
         "plan2flow.plan": place.plan,
@@ -149,15 +158,17 @@ def task_scope(place: RunPlace, task_id: str, task_type: str, attempt: int) -> I
             task_id=task_id,
             attempt=attempt,
         ),
-        tracing.span(
-            f"task {task_id}", parent=tracing.context_of(flow_span), attributes=attributes
-        ),
+        tracing.span(f"task {task_id}", parent=parent, attributes=attributes),
     ):
         token = _TASK.set((place, task_id, task_type, attempt))
         try:
             yield
         finally:
             _TASK.reset(token)
+    if flow_span is None:
+        # Another process than the flow's (a pool's worker): it may end without its exit
+        # handlers, so its spans leave now. Nothing to do when traces are off.
+        tracing.flush()
 
 
 def agent_called(agent: str, seconds: float, outcome: str) -> None:

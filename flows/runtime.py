@@ -275,6 +275,7 @@ def start(module_file: str, graph_file: str, graph_hash: str, params: Mapping[st
     discard_stale_staging(run.artifact_root, run.workspace.parent)
     run.memory = begin_run(run.place, params, actor())
     observing.run_began(run.place, params)
+    run.place = dataclasses.replace(run.place, traceparent=observing.flow_traceparent(run.place))
     if run.options.on_start is not None:
         run.options.on_start(flow_run_id)
     emit(

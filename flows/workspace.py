@@ -39,6 +39,9 @@ class RunPlace:
     """A budget applies to the run: each task checks it before it starts (:mod:`.budgeting`)."""
     compute_price: float = 0.0
     """US dollars per hour of task compute, read once when the run starts."""
+    traceparent: str = ""
+    """The W3C ``traceparent`` of the flow run's span when traces are on: a task in another
+    process (a process pool, a Dask worker) makes its span a child of it."""
 
     def events(self) -> RunContext:
         """What builds this run's events on the bus (see :mod:`plan2flow.events`)."""

@@ -151,6 +151,41 @@ def test_spans_reach_an_otlp_receiver_with_their_parents_across_a_subprocess(
     assert run_span.attributes["plan2flow.correlation_id"] in done.stdout
 
 
+@pytest.mark.slow
+def test_tasks_in_a_process_pool_are_children_of_the_flow_runs_span(
+    tmp_path: Path, run_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool's workers are other processes: the flow's span reaches them through the run's
+    ``traceparent``, and their spans leave before the pool ends them."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from prefect.task_runners import ProcessPoolTaskRunner
+
+    flow = import_flow(build_module(tmp_path / "build", plan_text("pooled", TASKS)))
+    with otlp_receiver() as (endpoint, receiver):
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)  # the workers' exporter
+        tracing.use_exporter(OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces"))
+        try:
+            with runtime.options(runtime.RunOptions(no_cache=True)):
+                pooled = flow.with_options(task_runner=ProcessPoolTaskRunner(max_workers=2))
+                state = pooled(return_state=True)
+        finally:
+            tracing.use_exporter(None)
+        summary = runtime.summary_of(state)
+        assert summary is not None and summary.ok, state
+
+        def complete(spans: list[ReceivedSpan]) -> bool:
+            return {"flow pooled", "task first", "task second"} <= {span.name for span in spans}
+
+        assert receiver.wait_for(complete, 30), receiver.spans
+    (run_span,) = [s for s in receiver.spans if s.name == "flow pooled"]
+    for name in ("task first", "task second"):
+        (task,) = [s for s in receiver.spans if s.name == name]
+        assert (task.trace_id, task.parent_span_id) == (run_span.trace_id, run_span.span_id)
+        assert task.attributes["plan2flow.correlation_id"] == summary.flow_run_id
+    (parent_file,) = (run_home / "artifacts" / "pooled").glob("*/parent")
+    assert parent_file.read_text().split("-")[1] == run_span.trace_id  # the shell's parent
+
+
 def test_a_model_call_is_a_span_with_its_model_and_tokens(exporter: InMemorySpanExporter) -> None:
     from openai_server import Reply, fake_openai
 
