@@ -118,7 +118,7 @@ def test_the_dashboard_names_series_a_real_run_exposes(tmp_path: Path, run_home:
     # The JetStream side (DLQ, consumers) is read from NATS at each scrape: declared, no sample.
     metrics.registry.register(StreamCollector(lambda: None))
     # Budgets are read from project memory at each scrape: declared, no sample without one.
-    metrics.registry.register(BudgetCollector(lambda: []))
+    metrics.registry.register(BudgetCollector(list))
     subscription = follow(process_bus(), metrics)
     tasks = """\
   - id: extract
