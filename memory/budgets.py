@@ -13,6 +13,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from . import audit
@@ -26,6 +27,8 @@ REFUSED = "P2F801"
 """A run refused before it starts."""
 STOPPED = "P2F802"
 """A task, or a model call, of a running run not started."""
+UPSERT_ATTEMPTS = 3
+"""Runs of one plan that start together may each create its budget's row: the losers retry."""
 
 
 def set_budget(
@@ -45,6 +48,18 @@ def set_budget(
         raise BudgetError(f"P2F803 {scope!r} is not a budget scope: use tenant or plan")
     key = "" if scope == "tenant" else name
     who = actor or audit.actor()
+    for attempt in range(1, UPSERT_ATTEMPTS + 1):
+        try:
+            return _upsert(database, tenant, scope, key, usd, period, who)
+        except sa.exc.IntegrityError:  # created by another process meanwhile: change that one
+            if attempt == UPSERT_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _upsert(
+    database: Database, tenant: str, scope: str, key: str, usd: float, period: str, who: str
+) -> BudgetRow:
     with database.session(tenant) as session:
         row = _row(session, tenant, scope, key)
         if row is not None and (row.usd, row.period) == (usd, period):
