@@ -91,7 +91,8 @@ RULE_HELP: dict[str, tuple[str, str]] = {
             "rrule, a parameter named like a Python keyword, a non-finite number, a "
             "scalar that does not match its explicit tag, a matrix of more than 256 "
             "combinations, a plan over one of the [limits](#limits) on tasks, expanded "
-            "tasks, edges, repeated bytes and component dependencies."
+            "tasks, edges, repeated bytes and component dependencies, an approval's "
+            "notify.webhook that is not an http:// or https:// URL with a host."
         ),
         "Follow the message; it names the rule.",
     ),
