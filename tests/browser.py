@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -24,6 +25,8 @@ import httpx
 from websockets.sync.client import ClientConnection, connect
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SCREENSHOTS_ENV = "PLAN2FLOW_SCREENSHOTS"
+"""A directory for the browser tests' screenshots: ``docs/images`` refreshes the docs' pictures."""
 FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -96,6 +99,14 @@ class Page:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(data))
         return path
+
+
+def screenshots(default: Path) -> Path:
+    """Where the browser tests keep their screenshots: the directory ``PLAN2FLOW_SCREENSHOTS``
+    names, else `default` (a test's temporary directory), so that a run of the suite leaves the
+    checkout as it found it."""
+    named = os.environ.get(SCREENSHOTS_ENV)
+    return Path(named) if named else default
 
 
 @contextmanager

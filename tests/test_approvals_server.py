@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from approvals_support import poll
-from browser import CHROMIUM, Page, chromium
+from browser import CHROMIUM, Page, chromium, screenshots
 from support import need_service
 from typer.testing import CliRunner
 
@@ -25,8 +25,6 @@ from plan2flow.cli import app
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).parents[1]
-IMAGES = ROOT / "docs" / "images"
 POOL = "plan2flow-approvals"
 DEADLINE = 240.0
 """Generous: the tests share two cores with other suites, and a loaded SQLite server is slow."""
@@ -300,8 +298,10 @@ def serving(server: Server) -> Iterator[Server]:
         replacement.wait(timeout=30)
 
 
-def test_the_resume_form_of_the_prefect_ui_answers_an_approval(serving: Server) -> None:
-    server = serving
+def test_the_resume_form_of_the_prefect_ui_answers_an_approval(
+    serving: Server, tmp_path: Path
+) -> None:
+    server, images = serving, screenshots(tmp_path)
     need_service(CHROMIUM is not None, "chromium is not installed (make system-deps installs it)")
     flow_run_id = server.deploy_and_trigger(server.plan("ui-approval", UI_PLAN))
     server.wait_state(flow_run_id, "PAUSED")
@@ -313,7 +313,7 @@ def test_the_resume_form_of_the_prefect_ui_answers_an_approval(serving: Server) 
         for text in ("Ship release 1.2 to production?", "Who may answer", "alice, bob", "ticket"):
             assert text in shown
         assert _fill(page) == 3
-        page.screenshot(IMAGES / "approval-resume-form.png")
+        page.screenshot(images / "approval-resume-form.png")
         poll("the form submitted", lambda: _submitted(page), 30)
         server.wait_state(flow_run_id, "COMPLETED")
         page.open(f"{server.ui}/runs/flow-run/{flow_run_id}", height=1000)
@@ -321,7 +321,7 @@ def test_the_resume_form_of_the_prefect_ui_answers_an_approval(serving: Server) 
         assert page.click_text("Artifacts")
         listed = page.wait_for_text(["plan2flow-plan-ui-approval", "plan2flow-outcome-ui-approval"])
         assert "plan2flow-plan-ui-approval" in listed
-        page.screenshot(IMAGES / "approval-run-artifacts.png")
+        page.screenshot(images / "approval-run-artifacts.png")
     decision = json.loads(next(server.home.glob("artifacts/ui-approval/*/decision")).read_text())
     assert (decision["option"], decision["respondent"], decision["data"]) == (
         "ship",

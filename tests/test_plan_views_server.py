@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from approvals_support import poll
-from browser import CHROMIUM, Page, chromium
+from browser import CHROMIUM, Page, chromium, screenshots
 from support import need_service
 from typer.testing import CliRunner
 
@@ -23,7 +23,6 @@ from plan2flow.cli import app
 
 pytestmark = pytest.mark.slow
 
-IMAGES = Path(__file__).parents[1] / "docs" / "images"
 POOL = "plan2flow-views"
 DEADLINE = 240.0
 """Generous: the tests share two cores with other suites, and a loaded SQLite server is slow."""
@@ -131,8 +130,9 @@ def _open_artifact(page: Page, server: Server, flow_run_id: str, key: str) -> No
 
 
 def test_the_graph_picture_shows_and_the_first_run_of_a_change_publishes_the_diff(
-    server: Server,
+    server: Server, tmp_path: Path
 ) -> None:
+    images = screenshots(tmp_path)
     need_service(CHROMIUM is not None, "chromium is not installed (make system-deps installs it)")
     plan = server.home.parent / "plans-views" / "views.yaml"
     plan.parent.mkdir(parents=True, exist_ok=True)
@@ -162,12 +162,12 @@ def test_the_graph_picture_shows_and_the_first_run_of_a_change_publishes_the_dif
         page.wait_for_text(["Plan views", "Graph"])
         shown = poll("the graph's picture drawn", lambda: _image(page, "The graph of views"), 60)
         assert shown["width"] > 100
-        page.screenshot(IMAGES / "plan-artifact-graph.png")
+        page.screenshot(images / "plan-artifact-graph.png")
         _open_artifact(page, server, changed, "plan2flow-diff-views")
         page.wait_for_text(["plan2flow diff", "announce"])
         drawn = poll("the diff's picture drawn", lambda: _image(page, "What changed in views"), 60)
         assert drawn["width"] > 100
-        page.screenshot(IMAGES / "plan-diff-artifact.png")
+        page.screenshot(images / "plan-diff-artifact.png")
         # The new UI draws the same picture.
         plan_artifact = server.artifacts(first)["plan2flow-plan-views"]["id"]
         page.open(f"{server.ui}/v2/artifacts/artifact/{plan_artifact}", height=1100)
