@@ -10,13 +10,17 @@ from typing import Any
 import pytest
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by the markers added here
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under xdist (`--dist loadgroup`), the tests sharing one `plan2flow up` server per backend
-    run in one worker, so that each server starts once; so do the tests that start and kill
-    nats-servers of their own, and the tests of a module that use the same module-scoped
-    fixtures (a Prefect server, a compiled set of plans): spread over workers, each would
-    build them."""
+    """Tests that need a Prefect API are `slow`. Under xdist (`--dist loadgroup`), the tests
+    sharing one `plan2flow up` server per backend run in one worker, so that each server starts
+    once; so do the tests that start and kill nats-servers of their own, and the tests of a
+    module that use the same module-scoped fixtures (a Prefect server, a compiled set of
+    plans): spread over workers, each would build them."""
     for item in items:
+        if "prefect_api" in getattr(item, "fixturenames", ()):
+            # A Prefect API takes ~10 s to start in each worker: `make check` leaves it out.
+            item.add_marker(pytest.mark.slow)
         callspec = getattr(item, "callspec", None)
         backend = callspec.params.get("local") if callspec else None
         module = getattr(item, "module", None)

@@ -314,6 +314,7 @@ def packaged(tmp_path: Path) -> Path:
     return dist
 
 
+@pytest.mark.slow
 def test_packager_builds_wheel_sdist_zip_sbom_and_checksums(tmp_path: Path) -> None:
     import hashlib
 
@@ -352,6 +353,7 @@ def deploy(tmp_path: Path, dist: Path, **params: Any) -> Any:
     )
 
 
+@pytest.mark.slow
 def test_deployer_directory_is_idempotent_and_has_a_dry_run(tmp_path: Path) -> None:
     dist = packaged(tmp_path)
     target = tmp_path / "releases"
@@ -376,6 +378,7 @@ def test_deployer_venv_installs_the_wheel_and_runs_the_smoke_command(tmp_path: P
     assert result.log_excerpt.endswith("smoke: Hello from greeter")
 
 
+@pytest.mark.slow
 def test_deployer_git_commits_tags_and_refuses_a_dirty_tree(tmp_path: Path) -> None:
     import subprocess
 
@@ -411,6 +414,7 @@ def test_deployer_git_commits_tags_and_refuses_a_dirty_tree(tmp_path: Path) -> N
     assert dirty.findings == [f"refused: {repo} has uncommitted changes"]
 
 
+@pytest.mark.slow
 def test_deployer_git_pushes_to_a_bare_repository(tmp_path: Path) -> None:
     import subprocess
 

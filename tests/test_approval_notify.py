@@ -80,6 +80,7 @@ OK: Reply = (200, {}, 0.0)
 PAYLOAD = {"plan": "p", "task": "review"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "hook", [[(503, {}, 0.0), (429, {"Retry-After": "1"}, 0.0), OK]], indirect=True
 )
@@ -107,6 +108,7 @@ def test_a_retry_after_beyond_the_budget_ends_the_delivery_at_once(hook: Hook) -
     assert delivery.error == "HTTP 503; no time left to try again"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("hook", [[(200, {}, 2.0), OK]], indirect=True)
 def test_an_attempt_that_times_out_is_tried_again(hook: Hook) -> None:
     delivery = post_request(hook.url, PAYLOAD, attempts=3, timeout=0.5, base_delay=0.01)
@@ -216,6 +218,7 @@ def test_a_webhook_that_stays_down_does_not_hold_up_or_fail_the_approval(
     assert running.states() == {"build": "Completed", "review": "Completed", "ship": "Completed"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("hook", [[(503, {}, 0.0), OK]], indirect=True)
 def test_a_suspending_run_waits_for_the_post_to_end(hook: Hook) -> None:
     failures: list[Delivery] = []

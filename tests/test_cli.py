@@ -244,6 +244,7 @@ def test_version_option() -> None:
     assert result.stdout.startswith("plan2flow ")
 
 
+@pytest.mark.slow
 def test_console_script_runs_in_a_real_process(tmp_path: Path) -> None:
     script = Path(sys.executable).parent / "plan2flow"
     done = subprocess.run(

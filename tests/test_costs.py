@@ -279,6 +279,7 @@ def _ok(*args: str) -> str:
     return str(result.stdout)
 
 
+@pytest.mark.slow
 def test_costs_report_and_budgets_commands(memory: Memory) -> None:
     run_id = _seed(memory)
     assert _ok("budgets", "set", "--usd", "0.4", "--period", "week") == (
@@ -329,6 +330,7 @@ def test_command_errors_have_a_code_and_a_status(memory: Memory) -> None:
 # --- the budget gauges --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_metrics_serve_exports_the_budget_gauges(memory: Memory) -> None:
     import httpx
     from prometheus_client import CollectorRegistry
@@ -405,6 +407,7 @@ def _serve(environ: dict[str, str]) -> tuple[str, str]:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+@pytest.mark.slow
 def test_the_metrics_serve_command_reads_the_budgets(memory: Memory) -> None:
     import os
 

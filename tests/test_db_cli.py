@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from memory_pg import MemoryPostgres, unique_tenant
 from typer.testing import CliRunner
 
@@ -82,6 +83,7 @@ def test_an_unreachable_database_ends_with_status_3_and_no_password(tmp_path: Pa
         assert "p2f_app:***@127.0.0.1:1" in str(result.exception)
 
 
+@pytest.mark.slow
 def test_main_prints_one_line_and_exits_with_the_status(tmp_path: Path) -> None:
     env = {
         **os.environ,
@@ -114,6 +116,7 @@ def test_db_and_tenants_on_postgresql(memory_postgres: MemoryPostgres, tmp_path:
     assert isinstance(result.exception, TenantError)
 
 
+@pytest.mark.slow
 def test_a_postgresql_database_behind_ends_with_status_4(
     memory_postgres: MemoryPostgres, tmp_path: Path
 ) -> None:

@@ -316,6 +316,7 @@ def test_text_colours_lines_by_kind_only_when_asked(tmp_path: Path) -> None:
     assert "    retries: 1 → 3\n" in painted
 
 
+@pytest.mark.slow
 def test_output_is_the_same_under_any_hash_seed() -> None:
     outputs = set()
     for seed in ("1", "2"):

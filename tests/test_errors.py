@@ -68,6 +68,7 @@ def test_the_entry_point_knows_each_root_and_its_status() -> None:
     assert part_error(ValueError("a bug")) is None
 
 
+@pytest.mark.slow
 def test_an_unhandled_part_error_ends_in_one_line_and_its_status() -> None:
     """A stand-in command raising a part's error, run through the real entry point."""
     code = (

@@ -86,6 +86,7 @@ def test_without_a_policy_a_missing_body_fails_as_before(tmp_path: Path) -> None
     ]
 
 
+@pytest.mark.slow
 def test_the_generator_keeps_the_variant_that_passes_the_tests(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -103,6 +104,7 @@ def test_the_generator_keeps_the_variant_that_passes_the_tests(
     assert (record.plan, record.flow_run_id, record.winner) == ("greetings", "run-7", "1-remote-2")
 
 
+@pytest.mark.slow
 def test_the_generator_reports_the_tier_it_reached(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -292,6 +292,7 @@ def test_invalid_answers_score_zero_and_structured_output_falls_back(tmp_path: P
     assert ["response_format" in r.json for r in server.requests] == [True, False, False]
 
 
+@pytest.mark.slow
 def test_the_journal_never_holds_the_environment(tmp_path: Path) -> None:
     with fake_openai([Reply(content=WRONG)]) as server:
         the_policy = policy(remote(server, api_key_env="P2F_KEY"), variants=2, weights=Weights(

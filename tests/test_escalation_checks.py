@@ -113,6 +113,7 @@ def journal(tenant: str) -> list[EscalationRecord]:
         return list(records(database, tenant))
 
 
+@pytest.mark.slow
 def test_code_that_passes_the_checks_does_not_escalate(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -182,6 +182,7 @@ def test_a_record_and_its_audit_entry_are_written_together_or_not_at_all(
     assert actions.count("escalation.recorded") == 3
 
 
+@pytest.mark.slow
 def test_stats_per_tier_and_model(memory: Memory) -> None:
     data = json.loads(runner.invoke(app, ["escalations", "stats", "-f", "json"]).stdout)
     assert data == [
@@ -207,6 +208,7 @@ def test_list_of_nothing_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert (result.exit_code, result.stdout, result.stderr) == (0, "", "no escalations\n")
 
 
+@pytest.mark.slow
 def test_show_of_an_unknown_id_exits_1_in_one_line(tmp_path: Path) -> None:
     def plan2flow(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

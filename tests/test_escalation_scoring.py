@@ -36,6 +36,7 @@ def measured(directory: Path, signals: frozenset[str] = NO_TYPES) -> Measured:
     return measure(directory, "adder", test_file="test_adder.py", signals=signals)
 
 
+@pytest.mark.slow
 def test_a_correct_module_passes_every_test(tmp_path: Path) -> None:
     found = measured(variant(tmp_path, "def add(a: int, b: int) -> int:\n    return a + b\n"))
     assert (found.parses, found.imports, found.tests_total, found.lint_findings) == (
@@ -60,6 +61,7 @@ def test_code_that_does_not_parse_is_not_run(tmp_path: Path) -> None:
     assert score_all([found], {"tests": 1.0, "parses": 1.0})[0].score == 0.0
 
 
+@pytest.mark.slow
 def test_a_module_that_fails_to_import(tmp_path: Path) -> None:
     found = measured(
         variant(tmp_path, "import not_a_module_anywhere\n\ndef add(a, b):\n    pass\n")

@@ -38,6 +38,7 @@ def test_memory_only_prints_one_json_line(
     }
 
 
+@pytest.mark.slow
 def test_with_nats(bench: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
     url = need_shared_nats()
     assert bench.main(["--n", "200", "--tasks", "20", "--url", url]) == 0

@@ -237,6 +237,7 @@ def test_a_server_without_jetstream_exits_4(tmp_path: Path) -> None:
 # --- with NATS -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_replay_prints_envelopes_and_stream_positions(
     nats_env: tuple[NatsSettings, dict[str, str]],
 ) -> None:
@@ -398,6 +399,7 @@ def _reap(child: subprocess.Popen[str]) -> None:
             stream.close()
 
 
+@pytest.mark.slow
 def test_tail_process_follows_nats_and_ctrl_c_exits_130_quietly(
     nats_env: tuple[NatsSettings, dict[str, str]],
 ) -> None:
@@ -481,6 +483,7 @@ def test_tail_whose_reader_leaves_exits_0_quietly(
     assert stderr == ""
 
 
+@pytest.mark.slow
 def test_tail_process_without_nats_warns_and_ctrl_c_exits_130(tmp_path: Path) -> None:
     child = _spawn(["events", "tail"], {"PLAN2FLOW_HOME": str(tmp_path)})
     try:
@@ -495,6 +498,7 @@ def test_tail_process_without_nats_warns_and_ctrl_c_exits_130(tmp_path: Path) ->
     assert stdout == "" and stderr == ""
 
 
+@pytest.mark.slow
 def test_replay_process_without_nats_exits_2(tmp_path: Path) -> None:
     child = _spawn(["events", "replay", "--since", "1h"], {"PLAN2FLOW_HOME": str(tmp_path)})
     stdout, stderr = child.communicate(timeout=60)
@@ -505,6 +509,7 @@ def test_replay_process_without_nats_exits_2(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_replay_process_with_nats_prints_json_lines(
     nats_env: tuple[NatsSettings, dict[str, str]],
 ) -> None:

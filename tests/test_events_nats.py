@@ -108,6 +108,7 @@ def test_republished_id_is_stored_once(shared: NatsSettings) -> None:
     assert [s.event for s in admin.replay(from_seq=1, settings=shared)] == [event]
 
 
+@pytest.mark.slow
 def test_replay_from_a_sequence_and_from_a_time(shared: NatsSettings) -> None:
     bus = JetStreamBus(shared)
     run = _run()
@@ -231,6 +232,7 @@ def test_poison_and_unparseable_messages_reach_the_dlq_and_retry_redelivers(
     seen.close()
 
 
+@pytest.mark.slow
 def test_deliveries_that_run_out_without_an_ack_reach_the_dlq(shared: NatsSettings) -> None:
     from nats.js.api import AckPolicy, ConsumerConfig
 
@@ -272,6 +274,7 @@ def test_deliveries_that_run_out_without_an_ack_reach_the_dlq(shared: NatsSettin
     assert admin.dlq_purge(settings=shared) == 1
 
 
+@pytest.mark.slow
 def test_strict_order_handles_a_redelivery_before_what_follows(shared: NatsSettings) -> None:
     run = _run()
     bus = JetStreamBus(shared)
@@ -303,6 +306,7 @@ def test_several_patterns_on_one_consumer_are_refused_before_2_10(shared: NatsSe
         )
 
 
+@pytest.mark.slow
 def test_unreachable_bus_is_a_clear_error_for_the_admin_functions(tmp_path: Path) -> None:
     from events_nats import free_port
 

@@ -573,6 +573,7 @@ def test_a_dot_that_fails_silently_still_gets_a_message(
     assert result.stderr.endswith("failed (exit status 1): no message\n")
 
 
+@pytest.mark.slow
 def test_the_picture_does_not_depend_on_the_hash_seed() -> None:
     outputs = set()
     for seed in ("1", "2"):

@@ -121,6 +121,7 @@ def test_an_empty_output_path_is_refused(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_compile_reports_on_an_ascii_terminal(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONIOENCODING": "ascii"}
     done = subprocess.run(

@@ -121,6 +121,7 @@ def test_large_params_repeated_by_a_matrix_are_counted() -> None:
     ]
 
 
+@pytest.mark.slow
 def test_a_long_chain_of_components_is_refused_not_squared() -> None:
     chain = "".join(
         f"  - {{name: c{i}" + (f", depends_on: [c{i - 1}]}}\n" if i else "}\n") for i in range(3000)
@@ -176,6 +177,7 @@ def test_the_cli_reports_a_matrix_bomb_without_a_traceback(tmp_path: Path) -> No
     assert "Traceback" not in result.output and "MemoryError" not in result.output
 
 
+@pytest.mark.slow
 def test_diagnostics_past_the_limit_are_counted_not_reported() -> None:
     tasks = "".join(f"  - {{id: t{i}, type: noop, colour: red}}\n" for i in range(1500))
     found = refused(f"tasks:\n{tasks}")

@@ -215,6 +215,7 @@ def test_materialize_verifies_and_leaves_nothing_when_a_blob_is_corrupted(
     assert list(tmp_path.iterdir()) == [journal.home]
 
 
+@pytest.mark.slow
 def test_search_by_plan_run_task_kind_label_name_and_time(
     store: ArtifactStore, tmp_path: Path
 ) -> None:

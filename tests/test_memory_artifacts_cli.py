@@ -101,6 +101,7 @@ def test_list_shows_a_table_a_json_page_and_the_next_cursor(
     assert text.stderr == f"more: --after {first['next']}\n"
 
 
+@pytest.mark.slow
 def test_list_filters(journal: Journal, filled: list[Any]) -> None:
     def ids(*args: str) -> list[str]:
         result = ok(journal, "artifacts", "list", "-f", "json", *args)
@@ -199,6 +200,7 @@ def test_get_refuses_a_corrupted_blob_and_an_unsafe_archive_with_status_5(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]
 
 
+@pytest.mark.slow
 def test_rm_then_gc(journal: Journal, filled: list[Any], store: ArtifactStore) -> None:
     wheel, site, log = filled
     assert ok(journal, "artifacts", "rm", str(log.id)).stdout == (

@@ -11,6 +11,7 @@ import pytest
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "memory_audit.py"
 
 
+@pytest.mark.slow
 def test_the_audit_benchmark_prints_one_json_line(capsys: pytest.CaptureFixture[str]) -> None:
     spec = importlib.util.spec_from_file_location("plan2flow_bench_memory_audit", BENCH)
     assert spec is not None and spec.loader is not None

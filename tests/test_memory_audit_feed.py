@@ -98,6 +98,7 @@ def test_a_runs_events_on_the_in_process_bus_become_entries(journal: Journal) ->
     assert journal.verify(acme).count == len(EXPECTED)
 
 
+@pytest.mark.slow
 def test_an_event_the_journal_refuses_costs_no_other_event_its_entry(journal: Journal) -> None:
     """A batch that fails is recorded again one event at a time: the refused event is counted
     in the subscription's errors, every other one gets its entry, in order."""

@@ -49,6 +49,7 @@ def artifact(**fields: object) -> ArtifactRecord:
     return ArtifactRecord(**(base | fields))
 
 
+@pytest.mark.slow
 def test_processes_racing_for_the_first_use_all_get_a_migrated_database(home: Path) -> None:
     """Workers starting at once on a new home: one migrates, the others wait for it."""
     code = (

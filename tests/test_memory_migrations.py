@@ -134,6 +134,7 @@ def pg_database(memory_postgres: MemoryPostgres) -> Iterator[str]:
     memory_postgres.drop_database(name)
 
 
+@pytest.mark.slow
 def test_postgresql_upgrades_downgrades_and_upgrades_again(
     memory_postgres: MemoryPostgres, pg_database: str
 ) -> None:

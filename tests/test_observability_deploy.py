@@ -34,6 +34,7 @@ def promtool(*args: str, cwd: Path = DEPLOY) -> subprocess.CompletedProcess[str]
     )
 
 
+@pytest.mark.slow
 def test_the_alert_rules_load_and_pass_their_unit_tests() -> None:
     checked = promtool("check", "rules", "alerts.yml")
     assert checked.returncode == 0, checked.stdout + checked.stderr
@@ -54,6 +55,7 @@ def test_every_alert_is_tested_firing_and_not_firing() -> None:
     assert fires == alerts and quiet == alerts
 
 
+@pytest.mark.slow
 def test_a_wrong_expectation_fails_the_unit_tests(tmp_path: Path) -> None:
     shutil.copy(DEPLOY / "alerts.yml", tmp_path)
     text = (DEPLOY / "alerts.test.yml").read_text()

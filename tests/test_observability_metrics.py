@@ -193,6 +193,7 @@ def test_a_real_run_is_counted_by_plan_type_and_state(tmp_path: Path, run_home: 
     assert not labels & {"extract", "flaky", "broken", "after"}
 
 
+@pytest.mark.slow
 def test_the_library_serves_metrics_over_http() -> None:
     metrics = RunMetrics()
     metrics.runs.labels("etl", "failed").inc()
@@ -205,6 +206,7 @@ def test_the_library_serves_metrics_over_http() -> None:
         server.close()
 
 
+@pytest.mark.slow
 def test_serving_on_a_port_in_use_is_one_line_and_status_2() -> None:
     first = MetricsServer(RunMetrics().registry, "127.0.0.1", 0)
     try:
@@ -228,6 +230,7 @@ def test_serving_on_a_port_in_use_is_one_line_and_status_2() -> None:
     assert len(done.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_metrics_serve_answers_then_ends_on_sigterm() -> None:
     with subprocess.Popen(
         [str(Path(sys.executable).parent / "plan2flow"), "metrics", "serve", "--port", "0"],

@@ -65,6 +65,7 @@ def test_the_rules_load_in_promtool(tmp_path: Path) -> None:
     assert "SUCCESS: 20 rules found" in checked.stdout  # 2 × (8 recording + 2 alerts)
 
 
+@pytest.mark.slow
 def test_burning_budgets_page_or_open_a_ticket_and_healthy_plans_stay_quiet(
     tmp_path: Path,
 ) -> None:

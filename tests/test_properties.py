@@ -283,6 +283,7 @@ def _expected_edges(plan: Data) -> set[tuple[str, str]]:
     return {(u, d) for up, down in edges for u in names(up) for d in names(down)}
 
 
+@pytest.mark.slow
 @settings(PROPERTY_SETTINGS, max_examples=100)
 @given(
     plan=dag_plans(),
@@ -319,6 +320,7 @@ def _downstream(document: dict[str, Any], roots: set[str]) -> set[str]:
     return seen
 
 
+@pytest.mark.slow
 @settings(PROPERTY_SETTINGS, max_examples=40)
 @given(plan=dag_plans(), draw=st.data())
 def test_random_dag_task_change_changes_exactly_the_downstream_task_hashes(
@@ -582,6 +584,7 @@ def assert_well_behaved(source: str | bytes, filename: str = "mutated.yaml") -> 
         assert json.loads(outcome.graph.text)["hash"] == outcome.graph.hash
 
 
+@pytest.mark.slow
 @settings(PROPERTY_SETTINGS, max_examples=400)
 @given(
     stem=st.sampled_from(sorted(EXAMPLE_TEXTS)),

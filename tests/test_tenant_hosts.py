@@ -100,6 +100,7 @@ def journaled(tenant: str) -> list[tuple[str, str, dict[str, Any]]]:
         ]
 
 
+@pytest.mark.slow
 def test_hosts_are_allowed_denied_listed_cleared_and_journaled(tenant: str) -> None:
     assert "has no host list" in ok("tenants", "hosts", "list", "--tenant", tenant)
     assert json.loads(ok("tenants", "hosts", "list", "-f", "json")) == {
@@ -206,6 +207,7 @@ def request(tmp_path: Path, url: str, run: str) -> AgentRequest:
     )
 
 
+@pytest.mark.slow
 def test_a_host_the_tenant_does_not_allow_is_never_contacted(tmp_path: Path, tenant: str) -> None:
     ok("tenants", "hosts", "allow", "api.example.com")  # a list without the server's host
     with fake_openai([Reply(content=RIGHT)]) as server:
