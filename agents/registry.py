@@ -15,6 +15,7 @@ from prefect.events import emit_event
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
 from plan2flow.compiler.decompose.agents import DEFAULT_DOCUMENT
+from plan2flow.events import Event, default_tenant, new_event, process_bus
 
 from . import AGENTS
 from .base import AgentBlock
@@ -110,8 +111,34 @@ def statuses() -> list[AgentStatus]:
     return found
 
 
+HEALTH_PLAN = "agents"
+"""The plan name of health events on the event bus: a probe belongs to no plan."""
+
+
+def health_events(items: list[AgentStatus]) -> list[Event]:
+    """The `plan2flow.agent.health` events of the event bus for `items`, one per agent."""
+    return [
+        new_event(
+            "plan2flow.agent.health",
+            tenant=default_tenant(),
+            plan=HEALTH_PLAN,
+            data={
+                "agent": item.slug,
+                "healthy": item.healthy,
+                "detail": item.detail,
+                "latency_seconds": max(item.latency_seconds, 0.0),
+            },
+        )
+        for item in items
+    ]
+
+
 def publish_health(items: list[AgentStatus]) -> None:
-    """One `plan2flow.agent.health` event per agent."""
+    """One `plan2flow.agent.health` event per agent, as a Prefect event (automations) and on
+    plan2flow's event bus (``plan2flow metrics serve`` exports the result and the latency)."""
+    bus = process_bus()
+    for event in health_events(items):
+        bus.publish(event)
     for item in items:
         emit_event(
             event="plan2flow.agent.health",

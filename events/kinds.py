@@ -88,6 +88,7 @@ class AgentHealth(EventData):
     agent: str
     healthy: bool
     detail: str = ""
+    latency_seconds: float | None = Field(default=None, ge=0)
 
 
 class ArtifactStored(EventData):

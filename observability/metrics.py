@@ -143,6 +143,12 @@ class RunMetrics:
             ["agent", "healthy"],
             registry=r,
         )
+        self.agent_health_latency = Gauge(
+            "plan2flow_agent_health_latency_seconds",
+            "Seconds the agent's last health check took",
+            ["agent"],
+            registry=r,
+        )
         self.agent_seconds = Histogram(
             "plan2flow_agent_call_duration_seconds",
             "Seconds an agent block took to execute a task, by agent and outcome",
@@ -315,6 +321,9 @@ class RunMetrics:
         agent, healthy = str(data.get("agent")), bool(data.get("healthy"))
         self.agent_healthy.labels(agent).set(1 if healthy else 0)
         self.agent_checks.labels(agent, str(healthy).lower()).inc()
+        latency = data.get("latency_seconds")
+        if latency is not None:
+            self.agent_health_latency.labels(agent).set(float(latency))
 
     def _agent_called(self, event: Event, data: Mapping[str, Any]) -> None:
         agent, outcome = str(data.get("agent")), str(data.get("outcome"))

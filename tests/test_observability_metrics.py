@@ -55,6 +55,30 @@ def value(metrics: RunMetrics, name: str, **labels: str) -> float | None:
     return metrics.registry.get_sample_value(name, labels)
 
 
+def test_agent_health_checks_reach_the_metrics_with_their_latency() -> None:
+    """`plan2flow agents health` publishes on the event bus too: what `metrics serve` follows."""
+    from plan2flow.agents.registry import AgentStatus, health_events
+
+    metrics = RunMetrics()
+    subscription = follow(process_bus(), metrics)
+    statuses = [
+        AgentStatus("coder", ("generate_code",), ("default",), True, "ok", 0.25, 0.0),
+        AgentStatus("tester", ("test",), ("default",), False, "down", 1.5, 0.0),
+    ]
+    try:
+        for event in health_events(statuses):  # what publish_health puts on the bus
+            assert process_bus().publish(event) == "published"
+        assert subscription.wait_handled(2, timeout=30)
+    finally:
+        subscription.close()
+    assert value(metrics, "plan2flow_agent_healthy", agent="coder") == 1
+    assert value(metrics, "plan2flow_agent_healthy", agent="tester") == 0
+    assert value(metrics, "plan2flow_agent_health_latency_seconds", agent="coder") == 0.25
+    assert value(metrics, "plan2flow_agent_health_latency_seconds", agent="tester") == 1.5
+    checks = "plan2flow_agent_health_checks_total"
+    assert value(metrics, checks, agent="tester", healthy="false") == 1
+
+
 def test_every_kind_of_event_is_counted_with_bounded_labels() -> None:
     metrics = RunMetrics()
     bus = InProcessBus()
