@@ -8,6 +8,8 @@ PARTS := compiler flows agents events server cli home memory escalation observab
 UV_VERSION := 0.13.9
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
+# pytest-xdist workers: most of the suite's time is spent waiting on servers and processes.
+WORKERS ?= 2
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
@@ -67,7 +69,7 @@ typecheck: install
 	cd build/typecheck && $(abspath $(BIN))/mypy --config-file ../../pyproject.toml -p plan2flow
 
 pytest: install system-deps
-	$(BIN)/pytest -n 2 --dist loadgroup --cov --cov-report=term --cov-fail-under=80
+	$(BIN)/pytest -n $(WORKERS) --dist loadgroup --cov --cov-report=term --cov-fail-under=80
 	$(BIN)/coverage report --include='compiler/*' --fail-under=95 > /dev/null || \
 		{ $(BIN)/coverage report --include='compiler/*'; echo "compiler/ coverage is below 95%"; exit 1; }
 
@@ -75,7 +77,7 @@ test: lint typecheck pytest
 
 # The edit loop: lint, types and the tests not marked slow, in parallel.
 check: lint typecheck
-	$(BIN)/pytest -m "not slow and not llm" -n 2 -q
+	$(BIN)/pytest -m "not slow and not llm" -n $(WORKERS) -q
 
 # Refresh the lock on purpose: the newest releases the ranges in pyproject.toml allow.
 lock: $(UV)
