@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import datetime as dt
 import getpass
 import hashlib
@@ -33,6 +34,7 @@ from sqlmodel import Session, col, select
 from .audit_chain import (
     GENESIS_HASH,
     Chained,
+    ChainEntry,
     ChainWalk,
     entry_hash,
     entry_record,
@@ -195,14 +197,15 @@ class KeyedEntry:
 
 def append_keyed(
     session: Session, tenant: str, actor: str, items: Sequence[KeyedEntry]
-) -> list[AuditEntry]:
+) -> list[ChainEntry]:
     """Append `items` in order, each unless its key is already in the journal (or earlier in
     `items`), inside `session`'s transaction, and return the entries added; the caller commits.
 
-    The event feed's batch: one read of the chain's end and one lookup of all the keys, where
-    :func:`append` per item reads both each time. It does not retry: an insert that loses a
-    race for a ``seq`` (an appender that skipped the tenant's lock) raises IntegrityError and
-    adds nothing, and the caller may fall back to :func:`append`, which retries.
+    The event feed's batch: one read of the chain's end, one lookup of all the keys and one
+    multi-row INSERT, where :func:`append` per item reads both, builds an ORM object and flushes
+    it (about 1 ms of CPU each, which a run's tasks paid through the GIL). It does not retry: an
+    insert that loses a race for a ``seq`` (an appender that skipped the tenant's lock) raises
+    IntegrityError and adds nothing, and the caller may fall back to :func:`append`.
     """
     check_tenant(tenant)
     for item in items:
@@ -212,7 +215,8 @@ def append_keyed(
     ids = [key_id(tenant, item.key) for item in items]
     _queue_behind_other_appenders(session, tenant)
     seen = set(session.exec(select(AuditEntry.id).where(col(AuditEntry.id).in_(ids))).all())
-    added: list[AuditEntry] = []
+    added: list[ChainEntry] = []
+    rows: list[dict[str, Any]] = []
     with session.begin_nested():
         seq, prev_hash = _last(session, tenant)
         for item, entry_uuid in zip(items, ids, strict=True):
@@ -220,8 +224,7 @@ def append_keyed(
                 continue
             seen.add(entry_uuid)
             seq += 1
-            entry = AuditEntry(
-                id=entry_uuid,
+            unhashed = ChainEntry(
                 tenant=tenant,
                 seq=seq,
                 time=utc_now(),
@@ -232,10 +235,18 @@ def append_keyed(
                 prev_hash=prev_hash,
                 hash="",
             )
-            entry.hash = prev_hash = entry_hash(entry)
-            session.add(entry)
+            entry = dataclasses.replace(unhashed, hash=entry_hash(unhashed))
+            prev_hash = entry.hash
             added.append(entry)
+            rows.append({"id": entry_uuid, **_columns(entry)})
+        if rows:
+            session.execute(sa.insert(AuditEntry), rows)
     return added
+
+
+def _columns(entry: ChainEntry) -> dict[str, Any]:
+    """The entry's columns (``dataclasses.asdict`` would deep-copy its detail, at a cost)."""
+    return {field.name: getattr(entry, field.name) for field in dataclasses.fields(entry)}
 
 
 def _queue_behind_other_appenders(session: Session, tenant: str) -> None:
