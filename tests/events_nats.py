@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -45,10 +46,27 @@ def need_binary() -> str:
     return BINARY
 
 
+PORTS_PER_WORKER = 1000
+FIRST_PORT = 20000
+"""Below the kernel's ephemeral ports (32768 and up here): no process gets one by binding 0."""
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free loopback port for a nats-server, from a block of this xdist worker's own below the
+    kernel's ephemeral range. A port a test's killed server leaves can then be taken only by a
+    later server of the same worker, never by another worker's or by any process that asks the
+    kernel for a port, which a bus reconnecting to the killed server's address would reach."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    index = int(worker) if worker.isdigit() else 0
+    first = FIRST_PORT + PORTS_PER_WORKER * (index % 10)
+    for port in random.sample(range(first, first + PORTS_PER_WORKER), PORTS_PER_WORKER):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {first}-{first + PORTS_PER_WORKER - 1}")
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:

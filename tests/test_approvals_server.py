@@ -5,6 +5,7 @@ Prefect UI's Resume form of an approval is filled in and submitted."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -144,6 +145,19 @@ tasks:
 """
 
 
+def _stop(worker: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the worker's process group; SIGKILL when it is still there after 30 s (a
+    worker ends its flow runs' processes first, which can take longer on a loaded machine)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(worker.pid, signal.SIGTERM)
+    try:
+        worker.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=30)
+
+
 def _worker(server: Server) -> subprocess.Popen[bytes]:
     from plan2flow.server.local import prefect_executable, worker_environment
 
@@ -195,8 +209,7 @@ def test_a_suspended_approval_survives_kill_9_of_the_worker(server: Server) -> N
     try:
         server.wait_state(flow_run_id, "COMPLETED")
     finally:
-        second.terminate()
-        second.wait(timeout=30)
+        _stop(second)
     assert len(log.read_text().splitlines()) == 1, "the task before the suspend ran again"
     decision = json.loads(answer.read_text())
     assert (decision["option"], decision["respondent"], decision["data"]) == (
@@ -294,8 +307,7 @@ def serving(server: Server) -> Iterator[Server]:
     replacement = _worker(server) if _worker_gone(server) else None
     yield server
     if replacement is not None:
-        replacement.terminate()
-        replacement.wait(timeout=30)
+        _stop(replacement)
 
 
 def test_the_resume_form_of_the_prefect_ui_answers_an_approval(
