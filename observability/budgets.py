@@ -21,20 +21,25 @@ from plan2flow.memory.budgets import statuses
 from plan2flow.memory.cost_rules import BudgetStatus
 from plan2flow.memory.db.engine import Database
 from plan2flow.memory.db.models import Tenant
-from plan2flow.memory.errors import MemoryStoreError
+from plan2flow.memory.errors import BudgetError, MemoryStoreError
 
 LOGGER = logging.getLogger("plan2flow.observability")
 LABELS = ["tenant", "scope", "plan", "period"]
 
 
 def all_statuses(database: Database) -> list[BudgetStatus]:
-    """Every tenant's budgets with what is spent of each this period."""
+    """Every tenant's budgets with what is spent of each this period; a tenant whose budgets
+    cannot be read (a stored row no longer valid) is left out of this scrape and logged, so
+    that it does not take the other tenants' gauges with it."""
     with database.connect() as connection:
         names = sa.select(col(Tenant.name)).order_by(col(Tenant.name))
         tenants = connection.execute(names).scalars().all()
     found: list[BudgetStatus] = []
     for tenant in tenants:
-        found.extend(statuses(database, str(tenant)))
+        try:
+            found.extend(statuses(database, str(tenant)))
+        except BudgetError as error:
+            LOGGER.warning("plan2flow: the budgets of tenant %r are left out: %s", tenant, error)
     return found
 
 

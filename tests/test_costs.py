@@ -361,6 +361,21 @@ def test_metrics_serve_exports_the_budget_gauges(memory: Memory) -> None:
     assert f'tenant="{memory.b}"' not in text  # B has spent, but has no budget
 
 
+def test_a_tenant_whose_stored_budget_is_invalid_is_left_out_of_the_gauges(
+    memory: Memory, caplog: pytest.LogCaptureFixture
+) -> None:
+    from plan2flow.memory.db.models import BudgetRow
+    from plan2flow.observability.budgets import all_statuses
+
+    db, a, b = memory.database, memory.a, memory.b
+    budgets.set_budget(db, a, scope="tenant", name="", usd=1.0, period="month")
+    with db.session(b) as session:  # written around the checks of set_budget
+        session.add(BudgetRow(tenant=b, scope="tenant", name="", usd=2.0, period="fortnight"))
+    found = all_statuses(db)
+    assert [(s.tenant, s.usd) for s in found if s.tenant in (a, b)] == [(a, 1.0)]
+    assert f"the budgets of tenant '{b}' are left out" in caplog.text
+
+
 def test_a_scrape_without_the_database_still_answers(caplog: pytest.LogCaptureFixture) -> None:
     from prometheus_client import CollectorRegistry, generate_latest
 

@@ -38,12 +38,17 @@ INSERT = {
     "costs": "INSERT INTO costs (id, tenant, plan, run_id, task_id, attempt, kind, seconds, usd, "
     "created) VALUES (%(id)s, %(tenant)s, 'p', 'r', 't', 1, 'compute', 1.0, 0.0, now())",
     "budgets": "INSERT INTO budgets (id, tenant, scope, name, usd, period, actor, updated) "
-    "VALUES (%(id)s, %(tenant)s, 'plan', %(id)s::text, 1.0, 'p', 'me', now())",
+    "VALUES (%(id)s, %(tenant)s, 'plan', %(id)s::text, 1.0, 'month', 'me', now())",
 }
 EDITABLE = ("runs", "artifacts", "budgets")  # the others are journals: insert and read
 JOURNALS = ("audit_entries", "escalations", "costs")
-EDITED = {"runs": "plan", "artifacts": "plan", "budgets": "period"}
-"""The column the update tests change (inserted as 'p')."""
+EDITED = {
+    "runs": ("plan", "p", "x"),
+    "artifacts": ("plan", "p", "x"),
+    "budgets": ("period", "month", "day"),
+}
+"""The column the update tests change: its value as inserted, and the one they set (valid
+values: other tests read the session's database, budgets too)."""
 _seq = itertools.count(1)
 
 
@@ -148,13 +153,15 @@ def test_a_point_lookup_of_another_tenants_id_finds_nothing(seeded: Seeded) -> N
 def test_updates_and_deletes_aimed_at_another_tenant_touch_nothing(
     seeded: Seeded, table: str
 ) -> None:
-    a, b, column = seeded.a, seeded.b, EDITED[table]
-    assert seeded.execute(a, f"UPDATE {table} SET {column} = 'x' WHERE tenant = %(b)s") == 0
-    assert seeded.execute(a, f"UPDATE {table} SET {column} = 'x' WHERE true OR tenant = %(b)s") == 3
+    a, b = seeded.a, seeded.b
+    column, was, new = EDITED[table]
+    set_new = f"UPDATE {table} SET {column} = '{new}'"
+    assert seeded.execute(a, f"{set_new} WHERE tenant = %(b)s") == 0
+    assert seeded.execute(a, f"{set_new} WHERE true OR tenant = %(b)s") == 3
     assert seeded.execute(a, f"DELETE FROM {table} WHERE tenant = %(b)s") == 0
     assert seeded.execute(None, f"DELETE FROM {table}") == 0
     assert seeded.execute("", f"DELETE FROM {table}") == 0
-    assert seeded.query(b, f"SELECT count(*) FROM {table} WHERE {column} = 'p'") == [(3,)]
+    assert seeded.query(b, f"SELECT count(*) FROM {table} WHERE {column} = '{was}'") == [(3,)]
     assert seeded.execute(a, f"DELETE FROM {table} WHERE true") == 3
     assert seeded.query(b, f"SELECT count(*) FROM {table}") == [(3,)]
 
