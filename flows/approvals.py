@@ -23,10 +23,9 @@ from uuid import UUID
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State
 from prefect.context import FlowRunContext
-from prefect.exceptions import FlowPauseTimeout
-from prefect.flow_runs import pause_flow_run, suspend_flow_run
+from prefect.flow_runs import suspend_flow_run
 from prefect.input.actions import create_flow_run_input, read_flow_run_input
-from prefect.states import Completed, Running
+from prefect.states import Completed
 
 from .approval_events import announce
 from .approval_form import answer_model, check_answer, form_data
@@ -35,6 +34,7 @@ from .artifacts import TaskOutput
 from .errors import TaskFailure
 from .executors import TaskContext
 from .graph import GraphTask
+from .pausing import pause_for_input
 from .templates import resolve_params
 from .workspace import RunPlace, safe_name
 
@@ -123,13 +123,6 @@ def _request(place: RunPlace, context: TaskContext, deadline: dt.datetime) -> di
     }
 
 
-def _resume_self(flow_run_id: str) -> None:
-    """After the deadline, the run goes on with the deadline's answer: set it running again
-    (forced: the server would refuse to leave an expired pause, or has failed it already)."""
-    with get_client(sync_client=True) as client:
-        client.set_flow_run_state(UUID(flow_run_id), Running(), force=True)
-
-
 def _wait(
     place: RunPlace, context: TaskContext, model: Any, key: str, deadline: dt.datetime
 ) -> Any:
@@ -142,8 +135,8 @@ def _wait(
         create_flow_run_input(key=f"{base}-request", value=request, flow_run_id=run_id)
     if params["mode"] == "suspend":
         return suspend_flow_run(wait_for_input=model, timeout=timeout, key=key)
-    return pause_flow_run(
-        wait_for_input=model, timeout=timeout, poll_interval=POLL_SECONDS, key=key
+    return pause_for_input(
+        model, key=key, timeout=params["timeout_seconds"], poll_seconds=POLL_SECONDS
     )
 
 
@@ -218,17 +211,15 @@ def _ask_and_wait(place: RunPlace, context: TaskContext) -> dict[str, Any]:
     key = pause_key(task.id)
     model = answer_model(task.id, params, describe(place, context, deadline))
     _announce_request(place, context, deadline)
-    try:
-        answer = _wait(place, context, model, key, deadline)
-    except FlowPauseTimeout:
-        _resume_self(place.flow_run_id)
+    answer = _wait(place, context, model, key, deadline)
+    if answer is None:
         option = params["on_timeout"]
         skipped = [] if option == FAIL else skipped_by(option, params, task.downstream)
         announce(place, "timed_out", task.id, on_timeout=option, skipped=skipped)
         if option == FAIL:
             raise TaskFailure(
                 f"approval {task.id!r} was not answered within {params['timeout_seconds']:g} s"
-            ) from None
+            )
         return _decision(place, task, option, {}, "", timed_out=True, skipped=skipped)
     option, respondent, data = _accepted(place, task, params, model, answer)
     skipped = skipped_by(option, params, task.downstream)

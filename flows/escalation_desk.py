@@ -13,15 +13,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import math
 from typing import Any
 from uuid import UUID
 
-from prefect.client.orchestration import get_client
-from prefect.exceptions import FlowPauseTimeout
-from prefect.flow_runs import pause_flow_run
 from prefect.input.actions import create_flow_run_input, read_flow_run_input
-from prefect.states import Running
 
 from plan2flow.escalation.human import DECISIONS, HumanAnswer, HumanQuestion, describe
 
@@ -29,6 +24,7 @@ from .approval_events import announce, journal
 from .approval_form import answer_model, check_answer, form_data
 from .approvals import POLL_SECONDS
 from .errors import TaskFailure
+from .pausing import pause_for_input
 from .workspace import RunPlace
 
 LOGGER = logging.getLogger("plan2flow.runtime")
@@ -71,13 +67,6 @@ def _summary(data: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
-def _running_again(flow_run_id: str) -> None:
-    """After the deadline the task fails on its own: set the run running again (forced: the
-    server would refuse to leave an expired pause), so the run ends by its tasks' states."""
-    with get_client(sync_client=True) as client:
-        client.set_flow_run_state(UUID(flow_run_id), Running(), force=True)
-
-
 def _announce(place: RunPlace, what: str, question: HumanQuestion, **data: Any) -> None:
     """An approval's events and journal entry; the journal keeps one entry per run, task and
     action, so a later question's is filed under ``<task>#<n>``."""
@@ -115,15 +104,10 @@ class PrefectDesk:
             deadline=deadline.isoformat(),
             mode="pause",
         )
-        try:
-            answer = pause_flow_run(
-                wait_for_input=model,
-                timeout=max(1, math.ceil(question.timeout_s)),
-                poll_interval=POLL_SECONDS,
-                key=key,
-            )
-        except FlowPauseTimeout:
-            _running_again(place.flow_run_id)
+        answer = pause_for_input(
+            model, key=key, timeout=question.timeout_s, poll_seconds=POLL_SECONDS
+        )
+        if answer is None:
             _announce(place, "timed_out", question, on_timeout="fail", skipped=[])
             return None
         checked = check_answer(model, answer.model_dump(by_alias=True))

@@ -4,6 +4,7 @@ artifact, and the tasks it does not choose end Skipped while the flow completes.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from approvals_support import (
 )
 
 from plan2flow.events import process_bus
+from plan2flow.flows.pausing import PAUSE_GRACE_SECONDS
 
 pytestmark = [pytest.mark.usefixtures("run_home"), pytest.mark.slow]
 
@@ -189,6 +191,23 @@ def test_timeout_answers_with_its_option(tmp_path: Path, run_home: Path) -> None
         None,
     )
     assert flow_run(running.flow_run_id)["state"]["type"] == "COMPLETED"
+    # The server never failed the run for its expired pause: the task ended the pause itself,
+    # and the Paused state would have expired only PAUSE_GRACE_SECONDS later.
+    history = _states(running.flow_run_id)
+    assert "FAILED" not in [state["type"] for state in history]
+    paused = next(state for state in history if state["type"] == "PAUSED")
+    expires = dt.datetime.fromisoformat(paused["state_details"]["pause_timeout"])
+    since = dt.datetime.fromisoformat(paused["timestamp"])
+    assert (expires - since).total_seconds() >= PAUSE_GRACE_SECONDS
+
+
+def _states(flow_run_id: str) -> list[dict[str, Any]]:
+    response = httpx.get(
+        f"{api_url()}/flow_run_states/", params={"flow_run_id": flow_run_id}, timeout=30
+    )
+    response.raise_for_status()
+    states: list[dict[str, Any]] = response.json()
+    return states
 
 
 def test_timeout_fails_the_approval_with_on_timeout_fail(tmp_path: Path) -> None:
