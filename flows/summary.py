@@ -4,8 +4,10 @@ its final state (completed, or failed with the summary as its data)."""
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from prefect.client.schemas.objects import State
+from prefect.results import ResultRecord
 
 from .artifacts import Attempts, TaskOutput
 
@@ -86,10 +88,10 @@ def task_record(state: State | None) -> TaskRecord:
         return TaskRecord(state=name, cached=True)
     message = ""
     if state.is_completed():
-        data = state.result(raise_on_failure=False)
+        data = _result(state)
         attempts = data.attempts if isinstance(data, TaskOutput) else None
     elif state.is_final():
-        data = state.result(raise_on_failure=False) if state.data is not None else None
+        data = _result(state) if state.data is not None else None
         attempts = (
             getattr(data, ATTEMPTS_ATTRIBUTE, None) if isinstance(data, BaseException) else None
         )
@@ -105,3 +107,15 @@ def task_record(state: State | None) -> TaskRecord:
         ended=attempts.ended,
         message=message,
     )
+
+
+def _result(state: State) -> Any:
+    """The state's result, taken from the state itself when it holds it (a task's final state
+    in the process that ran it: the completion hook's, its future's), which is what
+    ``State.result`` returns too, but without its round trip to Prefect's event loop thread:
+    about 0.2 ms of CPU per call on its own, and more while the task threads hold the GIL; the
+    completion hook and the run's summary read one per task."""
+    data = state.data
+    if isinstance(data, ResultRecord):
+        return data.result
+    return state.result(raise_on_failure=False)
