@@ -620,9 +620,11 @@ def mode_figures(
         }
         if mode != base:
             figures["ratio_to_" + base][mode] = {
-                variant: {kind: _ratios(values(mode, variant, kind), values(base, variant, kind))}
+                variant: {
+                    kind: _ratios(values(mode, variant, kind), values(base, variant, kind))
+                    for kind in kinds
+                }
                 for variant in by_variant
-                for kind in kinds
             }
     if {"generated", "handwritten"} <= set(next(iter(runs.values()))):
         figures["generated/handwritten"] = {
