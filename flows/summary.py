@@ -6,8 +6,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from prefect._internal.result_records import ResultRecord  # prefect.results does not export it
 from prefect.client.schemas.objects import State
-from prefect.results import ResultRecord
 
 from .artifacts import Attempts, TaskOutput
 
