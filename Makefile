@@ -13,6 +13,12 @@ UV := $(TOOLS)/bin/uv
 WORKERS ?= 3
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
+# Every Python process of the suite (xdist workers, CLI and server subprocesses) imports Prefect:
+# compiled once at install, not again in each process (about a third of an import's CPU time);
+# and a machine that sets PYTHONDONTWRITEBYTECODE would otherwise compile the project's own
+# modules and pytest's rewritten tests again in every process too.
+export UV_COMPILE_BYTECODE := 1
+unexport PYTHONDONTWRITEBYTECODE
 
 ifdef LATEST
 # `make test-latest`: the newest releases that pyproject.toml's ranges allow, resolved today.

@@ -95,7 +95,13 @@ def test_bus_stopped_during_a_run_loses_nothing_and_duplicates_nothing(tmp_path:
         assert set(outcomes) <= {"published", "spooled"}
         assert time.monotonic() - started < 100  # 200 publishes never wait 1 s each
         wait_until(lambda: bus.in_flight == 0, 10, "the events in flight to be spooled")
-        assert bus.spool.pending() >= 200
+        counts = {
+            "outcomes": {o: outcomes.count(o) for o in set(outcomes)},
+            **{k: getattr(bus, k) for k in ("published", "acked", "spooled", "dropped", "flushed")},
+            "problem": bus.problem,
+            "server_exit": server.process.poll() if server.process else None,
+        }
+        assert bus.spool.pending() >= 200, counts
         server.start()  # the same store
         assert bus.wait_flushed(30)
         outcomes = [bus.publish(e) for e in evs[300:]]
