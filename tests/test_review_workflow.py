@@ -130,8 +130,14 @@ class Ran:
     output: str
 
 
-def run_steps(repo: Path, tmp_path: Path, overrides: dict[str, str] | None = None) -> list[Ran]:
-    """Every `run:` step of the review job, in order, as the runner would run it."""
+def run_steps(
+    repo: Path,
+    tmp_path: Path,
+    overrides: dict[str, str] | None = None,
+    only: str | None = None,
+) -> list[Ran]:
+    """Every `run:` step of the review job (or the one named ``only``), in order, as the runner
+    would run it."""
     workflow = _workflow()
     job = workflow["jobs"]["review"]
     summary = tmp_path / "step-summary.md"
@@ -148,6 +154,8 @@ def run_steps(repo: Path, tmp_path: Path, overrides: dict[str, str] | None = Non
     ran = []
     for number, step in enumerate(job["steps"]):
         if "uses" in step or "pip install plan2flow" in step["run"]:
+            continue
+        if only is not None and step["name"] != only:
             continue
         script = tmp_path / f"step-{number}.sh"
         script.write_text(_substitute(step["run"]), encoding="utf-8")
@@ -306,6 +314,29 @@ def test_invalid_plan_fails_validation_with_sarif_and_shows_diagnostics_in_comme
     ) in comment
     assert "plan2flow: origin/main:plans/release.yaml" not in comment
     assert "plan2flow: plans/release.yaml: not a valid plan; nothing to compare" in comment
+
+
+def test_long_plans_are_found_changed_and_deleted(tmp_path: Path) -> None:
+    """Longer than a pipe's buffer: a `printf | grep -q` under pipefail, where grep stops at the
+    first line, got SIGPIPE on the writer and skipped the plan (seen as a flaky test)."""
+    hello = HELLO.read_text(encoding="utf-8")
+    comments = "".join(f"# note {n:06d}: {'x' * 60}\n" for n in range(2000))  # ~150 KB
+    base = {
+        "plans/long.yaml": hello.replace("name: hello", "name: long") + comments,
+        "plans/gone.yaml": hello.replace("name: hello", "name: gone") + comments,
+    }
+    head: dict[str, str | None] = {
+        "plans/long.yaml": hello.replace("name: hello", "name: long") + comments + "# more\n",
+        "plans/gone.yaml": None,
+    }
+    repo = pull_request(tmp_path, base=base, head=head, compile_base=[], compile_head=[])
+
+    ran = run_steps(repo, tmp_path, only="Find changed plans")
+
+    assert [step.status for step in ran] == [0], [step.output for step in ran]
+    assert (repo / "changed-plans.txt").read_text(encoding="utf-8") == (
+        "plans/gone.yaml\nplans/long.yaml\n"
+    )
 
 
 def test_pull_request_without_plan_changes_says_so(tmp_path: Path) -> None:
