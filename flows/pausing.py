@@ -17,6 +17,7 @@ from typing import Any
 from uuid import UUID
 
 from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.objects import State
 from prefect.context import FlowRunContext
 from prefect.exceptions import Abort
 from prefect.input import keyset_from_paused_state
@@ -38,12 +39,12 @@ def pause_for_input(model: type[Any], *, key: str, timeout: float, poll_seconds:
     if context is None or context.flow_run is None:
         raise RuntimeError("only a flow run can be paused for an answer")
     run_id = context.flow_run.id
-    proposed = Paused(
+    proposed: State[Any] = Paused(
         timeout_seconds=math.ceil(timeout) + PAUSE_GRACE_SECONDS, reschedule=False, pause_key=key
     )
-    form = run_input_subclass_from_type(model)
+    form: Any = run_input_subclass_from_type(model)
     keyset = keyset_from_paused_state(proposed)
-    proposed.state_details.run_input_keyset = keyset
+    proposed.state_details.run_input_keyset = {str(name): key for name, key in keyset.items()}
     deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
         try:
