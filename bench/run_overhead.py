@@ -231,16 +231,20 @@ class Timing:
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
+_NOT_SERVERS: set[str] = set()
+"""Child processes left out of `children_cpu` (the trace receiver)."""
+
+
 def children_cpu() -> float:
-    """CPU seconds (user + system) of this process's running child processes, from /proc (the
-    ephemeral Prefect server is one); 0.0 without /proc."""
+    """CPU seconds (user + system) of this process's running child processes but the trace
+    receiver, from /proc (the ephemeral Prefect server is one); 0.0 without /proc."""
     me, total = str(os.getpid()), 0
     try:
         entries = os.listdir("/proc")
     except OSError:
         return 0.0
     for entry in entries:
-        if not entry.isdigit():
+        if not entry.isdigit() or entry in _NOT_SERVERS:
             continue
         try:
             with open(f"/proc/{entry}/stat", "rb") as stat:
@@ -689,6 +693,7 @@ def start_sink() -> str:
     """An OTLP/HTTP receiver in a process of its own, as a collector would be: its URL."""
     sink = subprocess.Popen([sys.executable, "-c", _SINK], stdout=subprocess.PIPE, text=True)
     atexit.register(sink.kill)
+    _NOT_SERVERS.add(str(sink.pid))
     assert sink.stdout is not None
     return f"http://127.0.0.1:{sink.stdout.readline().strip()}"
 
