@@ -438,8 +438,6 @@ class JetStreamBus:
         every later event until the spool is flushed."""
         self._spooling = True
         entries = list(self._window)
-        self._window.clear()
-        self._outbox.clear()
         futures = []
         for entry in entries:
             entry.gone = True
@@ -458,6 +456,10 @@ class JetStreamBus:
             self.spooled += stored
             for event in events[stored:]:
                 self._count_dropped(event)
+        # Only now: `in_flight` (read without the lock) never shows 0 while the events that
+        # were in flight are not in the spool yet.
+        self._window.clear()
+        self._outbox.clear()
         self._call_soon(self._kick.set)
         self._room.notify_all()
 

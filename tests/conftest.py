@@ -14,11 +14,9 @@ import pytest
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that need a Prefect API are `slow`. Under xdist (`--dist loadgroup`), the tests
     sharing one `plan2flow up` server per backend run in one worker, so that each server starts
-    once; so do the tests of a module that use the same module-scoped fixtures (a Prefect
-    server, a compiled set of plans): spread over workers, each would build them. Tests that
-    start nats-servers of their own need no group: each worker takes their ports from a block
-    of its own (tests/events_nats.py), so a bus reconnecting to a killed server's port never
-    reaches another worker's new server."""
+    once; so do the tests that start and kill nats-servers of their own, and the tests of a
+    module that use the same module-scoped fixtures (a Prefect server, a compiled set of
+    plans): spread over workers, each would build them."""
     for item in items:
         if "prefect_api" in getattr(item, "fixturenames", ()):
             # A Prefect API takes ~10 s to start in each worker: `make check` leaves it out.
@@ -28,6 +26,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         module = getattr(item, "module", None)
         if isinstance(backend, str):
             item.add_marker(pytest.mark.xdist_group(f"plan2flow-up-{backend}"))
+        elif module is not None and _starts_nats_servers(module):
+            # They kill and restart servers while thousands of events are spooled, each written
+            # with an fsync: side by side in three workers they slowed one another past their
+            # deadlines (a full run failed three). One worker runs them, one at a time.
+            item.add_marker(pytest.mark.xdist_group("private-nats-servers"))
         elif module is not None and (shared := _module_fixtures(item)):
             item.add_marker(pytest.mark.xdist_group(f"{module.__name__}:{','.join(shared)}"))
 
@@ -40,6 +43,14 @@ def _module_fixtures(item: pytest.Item) -> list[str]:
         name
         for name, chain in definitions.items()
         if any(getattr(definition, "scope", None) == "module" for definition in chain)
+    )
+
+
+def _starts_nats_servers(module: object) -> bool:
+    """Whether a test module starts nats-server processes of its own (tests/events_nats.py)."""
+    source = Path(getattr(module, "__file__", "") or os.devnull).read_text("utf-8")
+    return "events_nats" in source and any(
+        name in source for name in ("own_server(", "own_cluster(", "Server(")
     )
 
 

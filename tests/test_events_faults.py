@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import nats
 import pytest
@@ -146,6 +147,7 @@ def test_flush_publishes_another_process_spool_in_order_once(tmp_path: Path) -> 
 CONSUMER = """
 import json, sys, time
 from pathlib import Path
+from typing import Any
 from plan2flow.events.consume import SeenIds, run_consumer
 from plan2flow.events.jetstream import NatsSettings
 raw = json.loads(sys.argv[1])
@@ -293,6 +295,40 @@ def test_events_published_as_the_connection_breaks_keep_their_order(tmp_path: Pa
                     bus.close()
                 assert_same_order(_stored(settings.with_(servers=(server.url,))), evs)
         finally:
+            proxy.close()
+
+
+def test_events_in_flight_count_until_they_are_in_the_spool(tmp_path: Path) -> None:
+    """`in_flight` falls to 0 only once the events it counted are in the spool: a caller that
+    waits for it (as the tests above do) then finds them there, however slow the disk."""
+    need_binary()
+    with own_server(tmp_path) as server:
+        proxy = Proxy(server.port)
+        bus = JetStreamBus(private_settings(proxy.url, tmp_path / "spool", publish_timeout=60.0))
+        writing, written = threading.Event(), threading.Event()
+        append_many = bus.spool.append_many
+        given: list[int] = []
+
+        def slow_disk(events: Any) -> int:
+            given.append(len(events))
+            writing.set()
+            assert written.wait(30)
+            return append_many(events)
+
+        try:
+            proxy.hold()  # in flight, unacknowledged
+            assert {bus.publish(e) for e in _events(50)} == {"published"}
+            bus.spool.append_many = slow_disk  # type: ignore[method-assign]
+            giving_up = threading.Thread(target=bus.flush, args=(0.1,))
+            giving_up.start()
+            assert writing.wait(30)
+            assert bus.in_flight == given[0] > 0  # being written: still in flight
+            written.set()
+            giving_up.join(30)
+            assert (bus.in_flight, bus.spool.pending()) == (0, given[0])
+        finally:
+            written.set()
+            bus.close(timeout=0.5)
             proxy.close()
 
 
