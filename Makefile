@@ -1,15 +1,6 @@
 # One command each: `make demo` sets up and runs an example; `make test` sets up and runs every check.
 VENV ?= .venv
-# The first Python from 3.12 on that the machine has (python3.12, 3.13 or 3.14 on the path, else
-# pyenv's), or python3. From 3.12 coverage measures with sys.monitoring (PEP 669) instead of a
-# trace function, which doubled the CPU time of the tests that run in-process (see
-# docs/development.md). `make PYTHON=python3.11 ...` picks another.
-ifeq ($(origin PYTHON),undefined)
-PYENV_PYTHONS := $(wildcard $(or $(PYENV_ROOT),$(HOME)/.pyenv)/versions/3.1[2-4].*/bin/python3)
-PYTHON := $(firstword $(shell for p in python3.12 python3.13 python3.14 $(PYENV_PYTHONS); do \
-	"$$p" -c "import sys; assert sys.version_info >= (3, 12)" 2>/dev/null && command -v "$$p"; \
-	done) python3)
-endif
+PYTHON ?= python3
 BIN := $(VENV)/bin
 # The top-level parts, each installed as `plan2flow.<part>`.
 PARTS := compiler flows agents events server cli home memory escalation observability
@@ -28,9 +19,6 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # modules and pytest's rewritten tests again in every process too.
 export UV_COMPILE_BYTECODE := 1
 unexport PYTHONDONTWRITEBYTECODE
-# Line coverage through sys.monitoring where Python has it (coverage falls back to its tracer
-# for branch coverage before Python 3.14, so pyproject.toml measures lines).
-export COVERAGE_CORE := $(shell $(PYTHON) -c "import sys; print('sysmon' if sys.version_info >= (3, 12) else 'ctrace')" 2>/dev/null)
 
 ifdef LATEST
 # `make test-latest`: the newest releases that pyproject.toml's ranges allow, resolved today.
@@ -38,7 +26,7 @@ STAMP := $(VENV)/.installed-latest-$(shell date +%F)
 SYNC = $(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV) && \
 	VIRTUAL_ENV=$(VENV) $(UV) pip install --quiet --upgrade --reinstall-package plan2flow -e '.[dev]'
 else
-STAMP := $(VENV)/.installed-$(shell (cat pyproject.toml uv.lock; echo $(PYTHON)) | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell (cat pyproject.toml uv.lock; $(PYTHON) --version) | cksum | cut -d' ' -f1)
 SYNC = $(UV) sync --quiet --locked --extra dev --python $(PYTHON)
 endif
 
