@@ -1,6 +1,8 @@
 # One command each: `make demo` sets up and runs an example; `make test` sets up and runs every check.
 VENV ?= .venv
 PYTHON ?= python3
+# The interpreter's own path: given `python3`, uv would keep a .venv made by another Python 3.
+PYTHON_EXE := $(shell $(PYTHON) -c "import sys; print(sys.executable)")
 BIN := $(VENV)/bin
 # The top-level parts, each installed as `plan2flow.<part>`.
 PARTS := compiler flows agents events server cli home memory escalation observability
@@ -23,11 +25,11 @@ unexport PYTHONDONTWRITEBYTECODE
 ifdef LATEST
 # `make test-latest`: the newest releases that pyproject.toml's ranges allow, resolved today.
 STAMP := $(VENV)/.installed-latest-$(shell date +%F)
-SYNC = $(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV) && \
+SYNC = $(UV) venv --quiet --allow-existing --python $(PYTHON_EXE) $(VENV) && \
 	VIRTUAL_ENV=$(VENV) $(UV) pip install --quiet --upgrade --reinstall-package plan2flow -e '.[dev]'
 else
-STAMP := $(VENV)/.installed-$(shell (cat pyproject.toml uv.lock; $(PYTHON) --version) | cksum | cut -d' ' -f1)
-SYNC = $(UV) sync --quiet --locked --extra dev --python $(PYTHON)
+STAMP := $(VENV)/.installed-$(shell (cat pyproject.toml uv.lock; echo $(PYTHON_EXE)) | cksum | cut -d' ' -f1)
+SYNC = $(UV) sync --quiet --locked --extra dev --python $(PYTHON_EXE)
 endif
 
 .PHONY: install system-deps demo test check test-latest test-llm lock lint typecheck pytest schema clean bench
@@ -102,7 +104,7 @@ LLM_STAMP := $(LLM_VENV)/.installed-$(shell cat pyproject.toml uv.lock | cksum |
 
 $(LLM_STAMP): pyproject.toml uv.lock | $(UV)
 	UV_PROJECT_ENVIRONMENT=$(LLM_VENV) $(UV) sync --quiet --locked --extra dev --extra llm \
-		--python $(PYTHON)
+		--python $(PYTHON_EXE)
 	rm -f $(LLM_VENV)/.installed-* && touch $(LLM_STAMP)
 
 test-llm: $(LLM_STAMP)
