@@ -150,8 +150,15 @@ def test_after_kill_9_the_server_dies_and_the_next_run_cleans_up(tmp_path: Path)
     plan = slow_plan(tmp_path, SHELL_NAP)
     run = start_run(plan, home)
     staging = home / "artifacts" / "slow"
+    napping = nap_started(home)
     try:
-        wait_for(lambda: any(staging.glob(".plan2flow-*.*")), "the task was staged", run=run)
+        # The napping task's own staging: `first`'s is published as it ends, and a loaded run
+        # killed between the two found none left.
+        wait_for(
+            lambda: napping() and any(staging.glob(".plan2flow-*.*")),
+            "the napping task was staged",
+            run=run,
+        )
         server = [pid for pid, cmd in children(run.pid) if "uvicorn" in cmd]
         os.kill(run.pid, signal.SIGKILL)
         run.communicate(timeout=DEADLINE)
