@@ -55,22 +55,55 @@ def _starts_nats_servers(module: object) -> bool:
 
 
 @pytest.fixture(scope="session")
-def prefect_api() -> Iterator[None]:
-    """A real Prefect API (a temporary SQLite server) for the whole session: it takes ~9 s.
+def prefect_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated Prefect database for the session, shared by the xdist workers: a server
+    started on a copy (tests/prefect_db.py) skips 7 s of migrations."""
+    from prefect_db import migrated_template
 
-    The runs of this process keep their logs: no test reads them from this API, and shipping
-    them cost its server a third of its CPU time (200 task runs: 7.0 s of the server's CPU with
-    them, 4.8 s without; the worker's own 1.7 s and 1.3 s). Only this process's settings change:
-    the servers, workers and runs the tests start in subprocesses ship their logs as usual."""
+    return migrated_template(tmp_path_factory.getbasetemp().parent)
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory, prefect_db: Path) -> Iterator[None]:
+    """A real Prefect API (a temporary SQLite server) for the whole session.
+
+    Prefect's `prefect_test_harness`, on a copy of the session's migrated database rather
+    than an empty one. The runs of this process keep their logs: no test reads them from this
+    API, and shipping them cost its server a third of its CPU time (200 task runs: 7.0 s of
+    the server's CPU with them, 4.8 s without; the worker's own 1.7 s and 1.3 s). Only this
+    process's settings change: the servers, workers and runs the tests start in subprocesses
+    ship their logs as usual."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from prefect.settings import PREFECT_LOGGING_TO_API_ENABLED, temporary_settings
-    from prefect.testing.utilities import prefect_test_harness
+    from prefect.context import _temporary_global_settings_context, get_settings_context
+    from prefect.events.worker import EventsWorker
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_LOGGING_TO_API_ENABLED,
+        PREFECT_SERVER_DATABASE_CONNECTION_URL,
+        temporary_settings,
+    )
+    from prefect_db import seed
 
-    with (
-        prefect_test_harness(server_startup_timeout=120),
-        temporary_settings(updates={PREFECT_LOGGING_TO_API_ENABLED: False}),
-    ):
-        yield
+    home = seed(tmp_path_factory.mktemp("prefect-api"), prefect_db)
+    database = f"sqlite+aiosqlite:///{home / 'prefect.db'}"
+    server = SubprocessASGIServer()
+    # The ephemeral server Prefect's clients look up: none starts a second one.
+    SubprocessASGIServer._instances[None] = server
+    try:
+        with temporary_settings(updates={PREFECT_SERVER_DATABASE_CONNECTION_URL: database}):
+            server.start(timeout=120)
+            updates = {PREFECT_API_URL: server.api_url, PREFECT_LOGGING_TO_API_ENABLED: False}
+            with (
+                temporary_settings(updates=updates),
+                _temporary_global_settings_context(get_settings_context()),
+            ):
+                yield
+                # Events still queued would reach the next API this process talks to.
+                EventsWorker.drain_all()
+    finally:
+        server.stop()
+        SubprocessASGIServer._instances.pop(None, None)
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ import httpx
 import pytest
 from approvals_support import poll
 from browser import CHROMIUM, Page, chromium, screenshots
+from prefect_db import seed
 from support import need_service
 from typer.testing import CliRunner
 
@@ -102,9 +103,10 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(tmp_path_factory: pytest.TempPathFactory, prefect_db: Path) -> Iterator[Server]:
     saved = dict(os.environ)
     home = tmp_path_factory.mktemp("approvals-home")
+    seed(home / "prefect", prefect_db)
     up = Server(home, _free_port())
     port = up.api.rsplit(":", 1)[1].split("/")[0]
     try:

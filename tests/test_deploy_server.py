@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from browser import CHROMIUM, chromium
+from prefect_db import seed
 from support import need_service
 from typer.testing import CliRunner
 
@@ -121,7 +122,7 @@ class Local:
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def local(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, prefect_db: Path
 ) -> Iterator[Local]:
     backend = request.param
     database: str | None = None
@@ -133,6 +134,8 @@ def local(
         with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as c:
             c.execute(f'CREATE DATABASE "{database}"')
     home = tmp_path_factory.mktemp(f"home-{backend}")
+    if database is None:
+        seed(home / "prefect", prefect_db)
     saved = dict(os.environ)
     env: dict[str, str | None] = {
         "PLAN2FLOW_HOME": str(home),
@@ -335,10 +338,11 @@ def test_prefect_deploy_accepts_the_written_prefect_yaml(local: Local, tmp_path:
     assert found["work_pool_name"] == "plan2flow-test"
 
 
-def test_down_stops_the_worker_then_the_server(tmp_path: Path) -> None:
+def test_down_stops_the_worker_then_the_server(tmp_path: Path, prefect_db: Path) -> None:
     """On a server of its own: the module's server stays up for the other tests."""
     port = free_port()
     home = tmp_path / "home"
+    seed(home / "prefect", prefect_db)
     env: dict[str, str | None] = {"PLAN2FLOW_HOME": str(home), "PREFECT_API_URL": None}
     local = Local(home, f"http://127.0.0.1:{port}/api", f"http://127.0.0.1:{port}", env)
     try:
@@ -379,8 +383,9 @@ def _running(pid: int) -> bool:
     return status.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def test_up_in_the_foreground_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
+def test_up_in_the_foreground_stops_everything_on_ctrl_c(tmp_path: Path, prefect_db: Path) -> None:
     port = free_port()
+    seed(tmp_path / "home" / "prefect", prefect_db)
     env = {**os.environ, "PLAN2FLOW_HOME": str(tmp_path / "home")}
     env.pop("PREFECT_API_URL", None)
     process = subprocess.Popen(

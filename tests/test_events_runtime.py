@@ -27,6 +27,7 @@ from events_nats import (
     private_settings,
     wait_until,
 )
+from prefect_db import seed
 from support import build_module, import_flow, plan_text
 
 from plan2flow.events import Event, process_bus
@@ -297,7 +298,7 @@ BIN = Path(sys.executable).parent
 
 @pytest.mark.slow
 def test_an_interrupted_run_publishes_flow_cancelled(
-    tmp_path: Path, nats: NatsSettings, run_home: Path
+    tmp_path: Path, nats: NatsSettings, run_home: Path, prefect_db: Path
 ) -> None:
     plan = tmp_path / "slow.yaml"
     plan.write_text(
@@ -307,7 +308,7 @@ def test_an_interrupted_run_publishes_flow_cancelled(
             "argv: ['touch \"$P2F_WORKDIR/up\"; exec sleep 300']}\n",
         )
     )
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+    env = {**os.environ, "PREFECT_HOME": str(seed(tmp_path / "prefect", prefect_db))}
     env.pop("PREFECT_API_URL", None)
     run = subprocess.Popen(
         [str(BIN / "plan2flow"), "run", str(plan)],

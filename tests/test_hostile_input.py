@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from prefect_db import seed
 
 from plan2flow.flows.errors import TaskFailure
 from plan2flow.flows.executors import TaskContext, run_shell
@@ -141,9 +142,12 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_a_triggered_run_on_the_worker_takes_hostile_params_as_data(tmp_path: Path) -> None:
+def test_a_triggered_run_on_the_worker_takes_hostile_params_as_data(
+    tmp_path: Path, prefect_db: Path
+) -> None:
     """`plan2flow trigger --param` reaches the plan through a deployment and a process worker."""
     home = tmp_path / HOSTILE_HOME
+    seed(home / "prefect", prefect_db)
     plan = tmp_path / "plans" / "hostile-trigger.yaml"
     plan.parent.mkdir()
     example = (ROOT / "examples" / "plans" / "hello.yaml").read_text(encoding="utf-8")

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from prefect_db import seed
 
 BIN = Path(sys.executable).parent
 DEADLINE = 240.0  # seconds; the machine is shared and a cold Prefect start is slow
@@ -103,11 +104,12 @@ def nap_started(home: Path) -> Callable[[], bool]:
 
 
 @pytest.mark.slow
-def test_ctrl_c_cancels_the_run_in_one_line_and_exits_130(tmp_path: Path) -> None:
+def test_ctrl_c_cancels_the_run_in_one_line_and_exits_130(tmp_path: Path, prefect_db: Path) -> None:
     (tmp_path / "napper.py").write_text(
         "import time\n\n\ndef nap(seconds):\n    time.sleep(seconds)\n"
     )
     home = tmp_path / "home"
+    seed(home / "prefect", prefect_db)
     run = start_run(slow_plan(tmp_path, PYTHON_NAP), home)
     try:
         wait_for(nap_started(home), "the slow task started", run=run)
@@ -125,8 +127,11 @@ def test_ctrl_c_cancels_the_run_in_one_line_and_exits_130(tmp_path: Path) -> Non
 
 
 @pytest.mark.slow
-def test_sigterm_to_the_process_alone_stops_its_task_commands(tmp_path: Path) -> None:
+def test_sigterm_to_the_process_alone_stops_its_task_commands(
+    tmp_path: Path, prefect_db: Path
+) -> None:
     home = tmp_path / "home"
+    seed(home / "prefect", prefect_db)
     run = start_run(slow_plan(tmp_path, SHELL_NAP), home)
     try:
         pid_file = home / "runs" / "slow"
@@ -145,8 +150,11 @@ def test_sigterm_to_the_process_alone_stops_its_task_commands(tmp_path: Path) ->
 
 
 @pytest.mark.slow
-def test_after_kill_9_the_server_dies_and_the_next_run_cleans_up(tmp_path: Path) -> None:
+def test_after_kill_9_the_server_dies_and_the_next_run_cleans_up(
+    tmp_path: Path, prefect_db: Path
+) -> None:
     home = tmp_path / "home"
+    seed(home / "prefect", prefect_db)
     plan = slow_plan(tmp_path, SHELL_NAP)
     run = start_run(plan, home)
     staging = home / "artifacts" / "slow"

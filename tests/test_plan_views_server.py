@@ -16,6 +16,7 @@ import httpx
 import pytest
 from approvals_support import poll
 from browser import CHROMIUM, Page, chromium, screenshots
+from prefect_db import seed
 from support import need_service
 from typer.testing import CliRunner
 
@@ -97,12 +98,14 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(tmp_path_factory: pytest.TempPathFactory, prefect_db: Path) -> Iterator[Server]:
     saved = dict(os.environ)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
-    up = Server(tmp_path_factory.mktemp("views-home"), port)
+    home = tmp_path_factory.mktemp("views-home")
+    seed(home / "prefect", prefect_db)
+    up = Server(home, port)
     try:
         started = up.cli("up", "--detach", "--port", str(port), "--pool", POOL)
         assert started.exit_code == 0, started.output
