@@ -774,9 +774,12 @@ class JetStreamBus:
         self._call_soon(self._kick.set)
 
         async def stop() -> None:
-            for task in list(self._tasks):
+            # Every task: a flush thread waits on the publishes it asked this loop for, holding
+            # the spool's lock; cancelled, they end that wait now, not after publish_timeout.
+            tasks = asyncio.all_tasks() - {asyncio.current_task()}
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             if self._nc is not None and not self._nc.is_closed:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self._nc.close(), timeout)

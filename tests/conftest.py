@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         module = getattr(item, "module", None)
         if isinstance(backend, str):
             item.add_marker(pytest.mark.xdist_group(f"plan2flow-up-{backend}"))
-        elif module is not None and _starts_nats_servers(module):
+        elif _starts_nats_servers(item):
             # They kill and restart servers while thousands of events are spooled, each written
             # with an fsync: side by side in three workers they slowed one another past their
             # deadlines (a full run failed three). One worker runs them, one at a time.
@@ -46,12 +48,15 @@ def _module_fixtures(item: pytest.Item) -> list[str]:
     )
 
 
-def _starts_nats_servers(module: object) -> bool:
-    """Whether a test module starts nats-server processes of its own (tests/events_nats.py)."""
-    source = Path(getattr(module, "__file__", "") or os.devnull).read_text("utf-8")
-    return "events_nats" in source and any(
-        name in source for name in ("own_server(", "own_cluster(", "Server(")
-    )
+def _starts_nats_servers(item: pytest.Item) -> bool:
+    """Whether a test starts nats-server processes of its own (tests/events_nats.py); the
+    other tests of its module use the machine's server and run anywhere."""
+    function = getattr(item, "function", None)
+    try:
+        source = inspect.getsource(function) if function is not None else ""
+    except (OSError, TypeError):
+        return False
+    return re.search(r"\b(own_server|own_cluster|Server)\(", source) is not None
 
 
 @pytest.fixture(scope="session")
