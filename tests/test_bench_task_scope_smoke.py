@@ -1,0 +1,36 @@
+"""bench/task_scope.py still runs: a few scopes per mode, one round, no timing asserted."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench" / "task_scope.py"
+
+
+@pytest.mark.slow
+def test_main_prints_one_json_line_with_every_mode(capsys: pytest.CaptureFixture[str]) -> None:
+    spec = importlib.util.spec_from_file_location("plan2flow_bench_task_scope", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["20", "--rounds", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1
+    report = json.loads(lines[0])
+    assert set(report["us_per_task"]) == {"off", "memory", "otlp"}
+    assert all(value > 0 for value in report["us_per_task"].values())
+    assert report["us_over_off"]["off"] == 0
+
+
+def test_rounds_must_be_positive() -> None:
+    spec = importlib.util.spec_from_file_location("plan2flow_bench_task_scope_args", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit) as stopped:
+        module.main(["10", "--rounds", "0"])
+    assert stopped.value.code == 2
