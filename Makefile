@@ -32,7 +32,7 @@ STAMP := $(VENV)/.installed-$(shell (cat pyproject.toml uv.lock; echo $(PYTHON_E
 SYNC = $(UV) sync --quiet --locked --extra dev --python $(PYTHON_EXE)
 endif
 
-.PHONY: install system-deps demo test check test-latest test-llm lock lint typecheck pytest schema clean bench
+.PHONY: install system-deps demo test check test-latest test-llm lock lint typecheck pytest pytest-fast schema clean bench
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -87,8 +87,11 @@ pytest: install system-deps
 test: install system-deps
 	@$(MAKE) --no-print-directory -j3 lint typecheck pytest
 
-# The edit loop: lint, types and the tests not marked slow, in parallel.
-check: lint typecheck
+# The edit loop: lint, types and the tests not marked slow, side by side.
+check: install
+	@$(MAKE) --no-print-directory -j3 lint typecheck pytest-fast
+
+pytest-fast: install
 	$(BIN)/pytest -m "not slow and not llm" -n $(WORKERS) -q
 
 # Refresh the lock on purpose: the newest releases the ranges in pyproject.toml allow.
