@@ -181,8 +181,8 @@ async def connect(
     settings: NatsSettings, *, timeout: float | None = None, reconnect: bool = True
 ) -> Client:
     """A checked connection: :class:`BusUnavailable` when no server answers within ``timeout``
-    (``connect_timeout`` by default), :class:`UnsupportedServer` when the server is older than
-    2.9 or has no JetStream."""
+    (``connect_timeout`` by default) or its JetStream does not answer yet,
+    :class:`UnsupportedServer` when the server is older than 2.9 or has no JetStream."""
     wait = settings.connect_timeout if timeout is None else timeout
     try:
         nc = await asyncio.wait_for(
@@ -214,10 +214,17 @@ async def check_server(nc: Client) -> None:
             f"nats-server {'.'.join(map(str, have))} is too old: the event bus needs "
             f"{'.'.join(map(str, MIN_VERSION))} or later"
         )
+    where = nc.connected_url.netloc if nc.connected_url else "?"
     try:
         await nc.jetstream().account_info()
+    except nats.errors.TimeoutError as error:
+        # JetStream is there but says nothing yet: a cluster electing its meta leader (after a
+        # start, or after the node that led it died) answers once it has one.
+        raise BusUnavailable(
+            f"JetStream on the NATS server at {where} did not answer in time (a cluster "
+            "answers once it has elected its leader)"
+        ) from error
     except Exception as error:
-        where = nc.connected_url.netloc if nc.connected_url else "?"
         raise UnsupportedServer(
             f"JetStream is not enabled on the NATS server at {where} (start nats-server with -js)"
         ) from error

@@ -28,8 +28,8 @@ from events_nats import (
     wait_until,
 )
 
-from plan2flow.events import Event, RunContext, admin
-from plan2flow.events.jetstream import JetStreamBus, NatsSettings, connect
+from plan2flow.events import BusUnavailable, Event, RunContext, admin
+from plan2flow.events.jetstream import JetStreamBus, NatsSettings, check_server, connect
 
 pytestmark = pytest.mark.slow
 
@@ -392,7 +392,7 @@ def test_cluster_of_three_loses_nothing_when_the_stream_leader_dies(tmp_path: Pa
             # killed node led it too, the survivors may still be electing one.
             try:
                 found[:] = _stored(survivors)
-            except nats.errors.TimeoutError:
+            except (nats.errors.TimeoutError, BusUnavailable):
                 return False
             return True
 
@@ -400,3 +400,28 @@ def test_cluster_of_three_loses_nothing_when_the_stream_leader_dies(tmp_path: Pa
         stored = found
         assert len(stored) == 3000 and len({e.id for e in stored}) == 3000
         assert_same_order(stored, evs)
+
+
+def test_jetstream_that_does_not_answer_yet_is_unavailable_not_missing(tmp_path: Path) -> None:
+    """A server whose JetStream does not answer in time (a cluster electing its leader) is a
+    bus to wait for (exit status 3), not a server to reconfigure (JetStream not enabled, 4)."""
+    need_binary()
+    with own_server(tmp_path) as server:
+        proxy = Proxy(server.port)
+
+        async def check() -> None:
+            nc = await nats.connect(proxy.url, max_reconnect_attempts=0)
+            proxy.hold()  # what the client asks reaches no server: no answer, no refusal
+            await nc.flush()  # the relay passes on what it was waiting for, then holds
+            try:
+                await check_server(nc)
+            finally:
+                proxy.cut()
+                await nc.close()
+
+        try:
+            with pytest.raises(BusUnavailable, match="did not answer in time") as raised:
+                asyncio.run(check())
+        finally:
+            proxy.close()
+    assert raised.value.exit_status == 3
