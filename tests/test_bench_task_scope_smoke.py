@@ -5,19 +5,27 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "task_scope.py"
 
 
-@pytest.mark.slow
-def test_main_prints_one_json_line_with_every_mode(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
     spec = importlib.util.spec_from_file_location("plan2flow_bench_task_scope", BENCH)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert module.main(["20", "--rounds", "1"]) == 0
+    return module
+
+
+@pytest.mark.slow
+def test_main_prints_one_json_line_with_every_mode(
+    bench: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert bench.main(["20", "--rounds", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 1
     report = json.loads(lines[0])
@@ -26,11 +34,7 @@ def test_main_prints_one_json_line_with_every_mode(capsys: pytest.CaptureFixture
     assert report["us_over_off"]["off"] == 0
 
 
-def test_rounds_must_be_positive() -> None:
-    spec = importlib.util.spec_from_file_location("plan2flow_bench_task_scope_args", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_rounds_must_be_positive(bench: ModuleType) -> None:
     with pytest.raises(SystemExit) as stopped:
-        module.main(["10", "--rounds", "0"])
+        bench.main(["10", "--rounds", "0"])
     assert stopped.value.code == 2
