@@ -18,6 +18,7 @@ from typing import Any
 
 from plan2flow.observability import tracing
 
+from . import commands
 from .errors import AgentNotRegisteredError, TaskFailure
 from .graph import GraphTask
 from .observing import agent_called
@@ -94,16 +95,17 @@ def run_shell(context: TaskContext) -> None:
     stdout, stderr = context.logs_dir / "stdout.txt", context.logs_dir / "stderr.txt"
     with open(stdout, "wb") as out, open(stderr, "wb") as err:
         try:
-            done = subprocess.run(
+            status = commands.run(
                 tethered(argv),  # a task's command dies with the run, even a killed one
                 cwd=cwd,
                 env=env,
-                stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
                 timeout=context.task.timeout_seconds,
-                check=False,
+                flow_run_id=context.correlation_id,
             )
+        except commands.Stopped as stopped:
+            raise TaskFailure(str(stopped)) from None
         except FileNotFoundError:
             raise TaskFailure(f"command not found: {argv[0]!r}") from None
         except ValueError as error:  # a NUL byte in an argument or in the environment
@@ -112,10 +114,10 @@ def run_shell(context: TaskContext) -> None:
             raise TaskFailure(
                 f"timed out after {context.task.timeout_seconds} s: {' '.join(argv)}"
             ) from None
-    if done.returncode != 0:
+    if status != 0:
         tail = _tail(stderr)
         raise TaskFailure(
-            f"exit status {done.returncode}: {' '.join(argv)}"
+            f"exit status {status}: {' '.join(argv)}"
             + (f"\n--- stderr (last lines)\n{tail}" if tail else "")
         )
 

@@ -37,7 +37,7 @@ from plan2flow.home import plan2flow_home
 from plan2flow.memory.audit import actor
 from plan2flow.memory.cost_rules import compute_price
 
-from . import approval_events, approvals, budgeting, observing, plan_artifacts
+from . import approval_events, approvals, budgeting, commands, observing, plan_artifacts
 from .artifacts import Attempts, TaskOutput, digest_path
 from .caching import PlanTaskCache, cache_key
 from .errors import StaleModuleError, TaskFailure
@@ -202,9 +202,16 @@ class Run:
 
     def finish(self) -> Outcome:
         """Wait for every task; the flow fails when any task did not complete. The summary is
-        made of the tasks' final states alone, so it is the same whatever ran them."""
-        for submitted in self.planned.values():
-            submitted.future.wait()
+        made of the tasks' final states alone, so it is the same whatever ran them.
+
+        Interrupted while waiting (the runner's SIGTERM of a cancelled run, Ctrl-C), it stops
+        the tasks' commands first: the process then ends without waiting them out."""
+        try:
+            for submitted in self.planned.values():
+                submitted.future.wait()
+        except BaseException:
+            commands.stop_all(self.flow_run_id)
+            raise
         tasks = []
         for task_id in self.graph.order:
             planned = self.planned.get(task_id)

@@ -448,6 +448,8 @@ def test_a_run_cancelled_in_prefect_ends_with_flow_cancelled(
     """A deployment run cancelled as the UI cancels it (its state set to Cancelling): the runner
     stops it and runs its on_cancellation hook, which publishes flow.cancelled."""
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.objects import TaskRun
     from prefect.deployments import run_deployment
     from prefect.states import Cancelling
 
@@ -482,6 +484,19 @@ def test_a_run_cancelled_in_prefect_ends_with_flow_cancelled(
                 DEADLINE,
                 "the flow run to be Cancelled",
             )
+
+            # The flow process stopped the task's command and so ended by itself, closing the
+            # task run; a process held by its command until the runner's SIGKILL (30 s later)
+            # leaves it Running.
+            def nap() -> TaskRun:
+                [task_run] = client.read_task_runs(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id]))
+                )
+                assert task_run.name == "nap"
+                return task_run
+
+            wait_until(lambda: nap().state_type.value == "FAILED", DEADLINE, "nap to fail")
+            assert "the run is stopping" in str(nap().state.message)
         events = end_of_run(nats, "cancelling", "flow.cancelled")
     finally:
         stop(serve)
