@@ -225,6 +225,9 @@ def test_deploy_creates_the_deployment_with_schedule_params_and_version(local: L
     assert all(run["expected_start_time"].endswith(":00Z") for run in scheduled)
 
 
+# Prefect's database does not change what this checks: PostgreSQL runs the tests of
+# deployments and of triggered runs end to end; this one runs on SQLite alone.
+@pytest.mark.parametrize("local", ["sqlite"], indirect=True)
 def test_deploying_an_unchanged_plan_changes_nothing(local: Local) -> None:
     plan = local.plan("unchanged")
     assert local.cli("deploy", str(plan)).exit_code == 0
@@ -278,6 +281,9 @@ def test_a_triggered_run_completes_with_the_plans_task_ids(local: Local) -> None
     assert "no deployment 'nope/nope' on the server" in unknown.output
 
 
+# Prefect's database does not change what this checks: PostgreSQL runs the tests of
+# deployments and of triggered runs end to end; this one runs on SQLite alone.
+@pytest.mark.parametrize("local", ["sqlite"], indirect=True)
 def test_the_prefect_ui_shows_the_runs_tasks(local: Local, request: pytest.FixtureRequest) -> None:
     need_service(CHROMIUM is not None, "chromium is not installed (make system-deps installs it)")
     plan = local.plan("shown")
@@ -317,6 +323,9 @@ def test_deploying_a_modified_plan_bumps_the_version(local: Local) -> None:
     assert source.parent == local.home / "deployments" / "modified"
 
 
+# Prefect's database does not change what this checks: PostgreSQL runs the tests of
+# deployments and of triggered runs end to end; this one runs on SQLite alone.
+@pytest.mark.parametrize("local", ["sqlite"], indirect=True)
 def test_prefect_deploy_accepts_the_written_prefect_yaml(local: Local, tmp_path: Path) -> None:
     target = tmp_path / "project" / "prefect.yaml"
     plan = local.plan("from-file")
