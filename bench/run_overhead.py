@@ -3,7 +3,7 @@
 Usage::
 
     python bench/run_overhead.py N [--rounds R] [--workers W] [--log-level LEVEL]
-        [--observability MODE[,MODE...]] [--variants V[,V...]]
+        [--observability MODE[,MODE...]] [--variants V[,V...]] [--pin]
 
 The DAG is the layered plan of ``bench/compile.py`` (N ``noop`` tasks, about sqrt(N) per layer,
 1 to 3 upstream tasks each, seed 42), with ``defaults: {max_parallelism: W}`` (10 by default).
@@ -62,12 +62,19 @@ median, quartiles, min, max and every round (``cpu_all`` is cpu + cpu_after + se
 mode against the first: the ratio of the medians and the median of the rounds' ratios (round i
 against round i, run minutes apart); per mode, generated / handwritten and the extra
 milliseconds per task; the 1-minute load average at the start, every round and the end.
+
+``--pin`` (Linux, 2 CPUs or more) keeps the flows' processes on one CPU, the last this process
+may use, once warmed up, and everything else it starts (the Prefect servers, the trace receiver)
+on the others. A flow's threads take turns holding the interpreter; on two CPUs, with a server
+recording the run beside them, how often a hand-over crosses CPUs, and so the flow's CPU time,
+varies from run to run. On one CPU the hand-overs cost the same every time.
 """
 
 from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import dataclasses
 import functools
 import gc
@@ -369,7 +376,14 @@ def timed(runner: Callable[[], Timing]) -> Timing:
 KINDS = ("wall", "body", "cpu", "cpu_after", "server_cpu")
 
 
-def measure(n: int, rounds: int = 3, *, directory: Path, max_workers: int = 10) -> dict[str, Any]:
+def measure(
+    n: int,
+    rounds: int = 3,
+    *,
+    directory: Path,
+    max_workers: int = 10,
+    after_warmup: Callable[[], None] = lambda: None,
+) -> dict[str, Any]:
     """Warm up, then time each variant `rounds` times, alternating; the figures as a dict."""
     from prefect.settings import PREFECT_API_URL
 
@@ -377,6 +391,7 @@ def measure(n: int, rounds: int = 3, *, directory: Path, max_workers: int = 10) 
     started = time.perf_counter()
     warmup = {name: round(runners[name]().wall, 3) for name in VARIANTS}
     warmup["total"] = round(time.perf_counter() - started, 3)
+    after_warmup()
     runs: dict[str, list[Timing]] = {name: [] for name in VARIANTS}
     for round_index in range(rounds):
         order = VARIANTS if round_index % 2 == 0 else tuple(reversed(VARIANTS))
@@ -448,31 +463,71 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="WARNING",
         help="PREFECT_LOGGING_LEVEL (default: WARNING; INFO ships run logs to the API)",
     )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="Linux, 2 CPUs or more: the flows' processes on the last CPU, their servers and "
+        "everything else this starts on the others",
+    )
     parser.add_argument("--child", choices=OBSERVABILITY, help=argparse.SUPPRESS)
+    parser.add_argument("--flow-cpu", type=int, default=-1, help=argparse.SUPPRESS)
     parser.add_argument("--otlp-endpoint", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.n < 1 or args.rounds < 1 or args.workers < 1:
         parser.error("N, --rounds and --workers must be at least 1")
     if args.child:
         return serve_rounds(args)
+    pinned: dict[str, Any] = {}
+    if args.pin:
+        try:
+            args.flow_cpu, others = split_cpus()
+        except OSError as error:
+            parser.error(f"--pin: {error}")
+        pin_threads(others)  # what this process starts inherits it: children, servers, sink
+        pinned = {"pinned": {"flow_cpu": args.flow_cpu, "other_cpus": sorted(others)}}
     if len(args.observability) > 1:
-        report = compare_modes(args)
+        report = compare_modes(args) | pinned
         print(json.dumps(report))
         return 0
     home = temporary_home("p2f-bench-run-")
     configure_environment(home, args.log_level)
     observe(args.observability[0])
-    report = measure(args.n, args.rounds, directory=home / "build", max_workers=args.workers)
+    report = measure(
+        args.n,
+        args.rounds,
+        directory=home / "build",
+        max_workers=args.workers,
+        after_warmup=lambda: pin_threads({args.flow_cpu}) if args.pin else None,
+    )
     report = {
         "python": sys.version.split()[0],
         "prefect": _prefect_version(),
         "log_level": args.log_level,
         "observability": args.observability[0],
         "load_average": [round(x, 2) for x in os.getloadavg()],
+        **pinned,
         **report,
     }
     print(json.dumps(report))
     return 0
+
+
+def split_cpus() -> tuple[int, set[int]]:
+    """The CPU for the flows' processes (the last this process may use) and the others."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        raise OSError(f"needs 2 CPUs or more, this process may use {len(allowed)}")
+    return allowed[-1], set(allowed[:-1])
+
+
+def pin_threads(cpus: set[int]) -> None:
+    """Every thread of this process on `cpus`; threads and processes started afterwards inherit
+    it. A flow's threads take turns holding the interpreter: kept on one CPU, their hand-overs
+    cost the same in every run, where threads moved between CPUs by other load (the server
+    recording the run) cost more or less from run to run."""
+    for thread_id in os.listdir("/proc/self/task"):
+        with contextlib.suppress(ProcessLookupError):  # a thread that has just ended
+            os.sched_setaffinity(int(thread_id), cpus)
 
 
 OBSERVABILITY = ("default", "off", "untraced", "on")
@@ -509,6 +564,8 @@ def serve_rounds(args: argparse.Namespace) -> int:
     observe(args.child, args.otlp_endpoint)
     runners, _ = build_runners(args.n, home / "build", args.workers, args.variants)
     warmup = {name: round(runner().wall, 3) for name, runner in runners.items()}
+    if args.flow_cpu >= 0:  # the server started with the first run: it stays on the others
+        pin_threads({args.flow_cpu})
     answers.write(json.dumps({"warmup_wall_seconds": warmup, "prefect": _prefect_version()}))
     answers.write("\n")
     for line in sys.stdin:
@@ -524,6 +581,7 @@ class ModeProcess:
         command = [sys.executable, __file__, str(args.n), "--child", mode]
         command += ["--workers", str(args.workers), "--log-level", args.log_level]
         command += ["--variants", ",".join(args.variants), "--otlp-endpoint", endpoint]
+        command += ["--flow-cpu", str(args.flow_cpu)]
         self.mode = mode
         self.process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True

@@ -16,15 +16,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from .errors import CommandStopped
+
 _lock = threading.Lock()
 _running: dict[subprocess.Popen[bytes], str] = {}
 """Each running command and the flow run it belongs to."""
 _stopping: set[str] = set()
 """The flow runs that are stopping: their tasks start no new command."""
-
-
-class Stopped(Exception):
-    """The command was terminated because the run is stopping."""
 
 
 @contextmanager
@@ -54,10 +52,10 @@ def run(
     flow_run_id: str,
 ) -> int:
     """Run `argv` to its end and return its exit status, as :func:`subprocess.run` would
-    (killed on `timeout`, raising :class:`subprocess.TimeoutExpired`); raises :class:`Stopped`
-    when :func:`stop_all` ended it (or its run was already stopping)."""
+    (killed on `timeout`, raising :class:`subprocess.TimeoutExpired`); raises
+    :class:`CommandStopped` when :func:`stop_all` ended it (or its run was already stopping)."""
     if _is_stopping(flow_run_id):
-        raise Stopped("the run is stopping: not started")
+        raise CommandStopped("the run is stopping: not started")
     process = subprocess.Popen(
         list(argv), cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr
     )
@@ -69,7 +67,7 @@ def run(
             process.wait()
             raise
     if _is_stopping(flow_run_id):
-        raise Stopped(f"the run is stopping: terminated with status {status}")
+        raise CommandStopped(f"the run is stopping: terminated with status {status}")
     return status
 
 

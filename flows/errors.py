@@ -4,7 +4,8 @@
 
     FlowsError
     ├── TaskFailure               a task did its work and the work failed (exit status 1)
-    │   └── AgentNotRegisteredError
+    │   ├── AgentNotRegisteredError
+    │   └── CommandStopped        its command was stopped because the run is stopping
     └── StaleModuleError          a flow module and its TaskGraph do not belong together (2)
 """
 
@@ -23,6 +24,10 @@ class TaskFailure(FlowsError):
 
 class AgentNotRegisteredError(TaskFailure):
     """No agent serves this task type on this installation."""
+
+
+class CommandStopped(TaskFailure):
+    """The task's command was terminated, or not started, because its run is stopping."""
 
 
 class StaleModuleError(FlowsError):

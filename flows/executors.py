@@ -104,8 +104,6 @@ def run_shell(context: TaskContext) -> None:
                 timeout=context.task.timeout_seconds,
                 flow_run_id=context.correlation_id,
             )
-        except commands.Stopped as stopped:
-            raise TaskFailure(str(stopped)) from None
         except FileNotFoundError:
             raise TaskFailure(f"command not found: {argv[0]!r}") from None
         except ValueError as error:  # a NUL byte in an argument or in the environment

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -87,3 +89,40 @@ def test_parallel_shell_plan_compiles(parallel: ModuleType) -> None:
 def test_run_overhead_rejects_bad_sizes(run_overhead: ModuleType, argv: list[str]) -> None:
     with pytest.raises(SystemExit):
         run_overhead.main(argv)
+
+
+PINNING = """
+import importlib.util, os, sys, threading
+spec = importlib.util.spec_from_file_location("run_overhead", sys.argv[1])
+bench = sys.modules["run_overhead"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+flow_cpu, others = bench.split_cpus()
+stop = threading.Event()
+early = threading.Thread(target=stop.wait)
+early.start()
+bench.pin_threads({flow_cpu})
+late = threading.Thread(target=stop.wait)
+late.start()
+cpus = {tuple(os.sched_getaffinity(int(t))) for t in os.listdir("/proc/self/task")}
+stop.set()
+print(flow_cpu, sorted(others), sorted(cpus))
+"""
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="--pin needs Linux and 2 CPUs",
+)
+def test_pinning_moves_every_thread_and_new_ones_inherit_it() -> None:
+    # In a process of its own: the test process's CPUs stay as they are.
+    done = subprocess.run(
+        [sys.executable, "-c", PINNING, str(BENCH / "run_overhead.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    flow_cpu, others, cpus = done.stdout.split(" ", 2)
+    allowed = sorted(os.sched_getaffinity(0))
+    assert int(flow_cpu) == allowed[-1] and others == str(allowed[:-1]).replace(" ", "")
+    assert cpus.strip() == f"[({flow_cpu},)]"

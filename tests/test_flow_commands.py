@@ -13,6 +13,7 @@ import pytest
 from events_nats import wait_until
 
 from plan2flow.flows import commands
+from plan2flow.flows.errors import CommandStopped
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(300)"]
 
@@ -48,14 +49,14 @@ def test_stopping_a_run_terminates_its_commands_and_spares_other_runs(tmp_path: 
     first.join(60)
     assert not first.is_alive()
     [error] = first_outcome
-    assert isinstance(error, commands.Stopped) and "status -15" in str(error)
+    assert isinstance(error, CommandStopped) and "status -15" in str(error)
     assert commands.running(stopped) == 0 and commands.running(other) == 1
-    with pytest.raises(commands.Stopped, match="not started"):
+    with pytest.raises(CommandStopped, match="not started"):
         _run(["true"], tmp_path, stopped)
 
     assert commands.stop_all(other) == 1
     second.join(60)
-    assert isinstance(second_outcome[0], commands.Stopped)
+    assert isinstance(second_outcome[0], CommandStopped)
 
 
 def test_a_command_runs_to_its_status_and_is_killed_on_timeout(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ failing task runs, evaluates deploy/observability/alerts.yml, and the failure al
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -47,7 +48,7 @@ def poll(check: Callable[[], Any], what: str) -> Any:
     while True:
         try:
             found = check()
-        except httpx.HTTPError:
+        except (httpx.HTTPError, json.JSONDecodeError):  # not answering yet, or cut short
             found = None
         if found:
             return found
@@ -96,7 +97,8 @@ def prometheus(tmp_path: Path) -> Iterator[tuple[str, MetricsServer]]:
 
 
 def query(api: str, promql: str) -> list[dict[str, Any]]:
-    answer = httpx.get(f"{api}/query", params={"query": promql}, timeout=10).json()
+    response = httpx.get(f"{api}/query", params={"query": promql}, timeout=10)
+    answer = response.raise_for_status().json()
     result: list[dict[str, Any]] = answer["data"]["result"]
     return result
 
@@ -152,5 +154,6 @@ def test_the_failure_alert_fires_in_a_real_prometheus(
 
 
 def alerts(api: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = httpx.get(f"{api}/alerts", timeout=10).json()["data"]["alerts"]
+    response = httpx.get(f"{api}/alerts", timeout=10).raise_for_status()
+    found: list[dict[str, Any]] = response.json()["data"]["alerts"]
     return found
