@@ -60,7 +60,8 @@ reversed every other round, so slow phases of the machine hit every mode alike. 
 figures go to stderr as a JSON line when measured. Reported: per mode and variant, each kind's
 median, quartiles, min, max and every round (``cpu_all`` is cpu + cpu_after + server_cpu); each
 mode against the first: the ratio of the medians and the median of the rounds' ratios (round i
-against round i, run minutes apart); per mode, generated / handwritten and the extra
+against round i, run minutes apart) with its 95 % confidence interval (distribution-free: order
+statistics of the rounds' ratios; 6 rounds or more); per mode, generated / handwritten and the extra
 milliseconds per task; the 1-minute load average at the start, every round and the end.
 
 ``--pin`` (Linux, 2 CPUs or more) keeps the flows' processes on one CPU, the last this process
@@ -80,6 +81,7 @@ import functools
 import gc
 import importlib.util
 import json
+import math
 import os
 import shutil
 import signal
@@ -728,9 +730,27 @@ def _ratios(numerators: Sequence[float], denominators: Sequence[float]) -> dict[
     return {
         "of_medians": _ratio(statistics.median(numerators), statistics.median(denominators)),
         "median_of_rounds": round(statistics.median(rounds), 3) if rounds else None,
+        "median_of_rounds_ci95": median_interval(rounds),
         "rounds_min": round(min(rounds), 3) if rounds else None,
         "rounds_max": round(max(rounds), 3) if rounds else None,
     }
+
+
+def median_interval(values: Sequence[float], confidence: float = 0.95) -> list[float] | None:
+    """A distribution-free confidence interval of the median: the k-th smallest and k-th
+    largest values, k the largest for which the interval still holds the median with at least
+    `confidence` (each value is below the median with probability 1/2). None with too few
+    values (fewer than 6 for 95 %)."""
+    ordered, n = sorted(values), len(values)
+    k = 0
+    while k + 1 <= n // 2:
+        outside = 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+        if 1 - outside < confidence:
+            break
+        k += 1
+    if k == 0:
+        return None
+    return [round(ordered[k - 1], 3), round(ordered[n - k], 3)]
 
 
 _SINK = """

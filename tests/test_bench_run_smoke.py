@@ -126,3 +126,11 @@ def test_pinning_moves_every_thread_and_new_ones_inherit_it() -> None:
     allowed = sorted(os.sched_getaffinity(0))
     assert int(flow_cpu) == allowed[-1] and others == str(allowed[:-1]).replace(" ", "")
     assert cpus.strip() == f"[({flow_cpu},)]"
+
+
+def test_the_median_interval_holds_the_median_with_95_percent(run_overhead: ModuleType) -> None:
+    interval = run_overhead.median_interval
+    assert interval([1.0, 2.0, 3.0, 4.0, 5.0]) is None  # 5 values cannot give 95 %
+    assert interval([5.0, 1.0, 4.0, 2.0, 3.0, 6.0]) == [1.0, 6.0]  # 1 - 2/64 = 96.9 %
+    assert interval([float(v) for v in range(9, 0, -1)]) == [2.0, 8.0]  # 1 - 20/512 = 96.1 %
+    assert interval([float(v) for v in range(1, 13)]) == [3.0, 10.0]  # 96.1 %, not 4..9 (85 %)
