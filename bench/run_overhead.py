@@ -61,7 +61,9 @@ figures go to stderr as a JSON line when measured. Reported: per mode and varian
 median, quartiles, min, max and every round (``cpu_all`` is cpu + cpu_after + server_cpu); each
 mode against the first: the ratio of the medians and the median of the rounds' ratios (round i
 against round i, run minutes apart) with its 95 % confidence interval (distribution-free: order
-statistics of the rounds' ratios; 6 rounds or more); per mode, generated / handwritten and the extra
+statistics of the rounds' ratios; 6 rounds or more), and the ratio of the minima (other load
+only ever adds CPU time: as ``timeit`` says, the fastest run is the one least disturbed);
+per mode, generated / handwritten and the extra
 milliseconds per task; the 1-minute load average at the start, every round and the end.
 
 ``--pin`` (Linux, 2 CPUs or more) keeps the flows' processes on one CPU, the last this process
@@ -729,6 +731,7 @@ def _ratios(numerators: Sequence[float], denominators: Sequence[float]) -> dict[
     rounds = [a / b for a, b in zip(numerators, denominators, strict=True) if b > 0]
     return {
         "of_medians": _ratio(statistics.median(numerators), statistics.median(denominators)),
+        "of_minima": _ratio(min(numerators), min(denominators)),
         "median_of_rounds": round(statistics.median(rounds), 3) if rounds else None,
         "median_of_rounds_ci95": median_interval(rounds),
         "rounds_min": round(min(rounds), 3) if rounds else None,

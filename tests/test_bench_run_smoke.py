@@ -134,3 +134,24 @@ def test_the_median_interval_holds_the_median_with_95_percent(run_overhead: Modu
     assert interval([5.0, 1.0, 4.0, 2.0, 3.0, 6.0]) == [1.0, 6.0]  # 1 - 2/64 = 96.9 %
     assert interval([float(v) for v in range(9, 0, -1)]) == [2.0, 8.0]  # 1 - 20/512 = 96.1 %
     assert interval([float(v) for v in range(1, 13)]) == [3.0, 10.0]  # 96.1 %, not 4..9 (85 %)
+
+
+def test_each_mode_is_compared_with_the_first_round_by_round(run_overhead: ModuleType) -> None:
+    def timings(cpus: list[float]) -> list[object]:
+        return [run_overhead.Timing(wall=1.0, body=1.0, cpu=cpu) for cpu in cpus]
+
+    runs = {
+        "off": {"generated": timings([10.0, 12.0, 11.0, 10.0, 13.0, 10.0])},
+        "on": {"generated": timings([10.5, 12.6, 11.0, 10.2, 13.0, 10.4])},
+    }
+    figures = run_overhead.mode_figures(runs, "off", 1000)
+    cpu = figures["ratio_to_off"]["on"]["generated"]["cpu"]
+    assert cpu == {
+        "of_medians": 1.024,  # 10.75 / 10.5
+        "of_minima": 1.02,  # 10.2 / 10.0
+        "median_of_rounds": 1.03,  # of 1.05, 1.05, 1.0, 1.02, 1.0, 1.04
+        "median_of_rounds_ci95": [1.0, 1.05],
+        "rounds_min": 1.0,
+        "rounds_max": 1.05,
+    }
+    assert figures["seconds"]["on"]["generated"]["cpu"]["median"] == 10.75
