@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -90,3 +93,20 @@ def dump(
         explicit_end=explicit,
         sort_keys=sort_keys,
     )
+
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def load_bench(stem: str) -> ModuleType:
+    """``bench/<stem>.py`` imported by path (bench/ is not a package), under the name the
+    benchmarks give each other (``plan2flow_bench_<stem>``), once per process."""
+    name = f"plan2flow_bench_{stem}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{stem}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while it runs
+    spec.loader.exec_module(module)
+    return module

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 from memory_pg import available
+from support import load_bench
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "memory.py"
 LIST_KEYS = {
     "rows",
     "insert_s",
@@ -25,10 +24,7 @@ LIST_KEYS = {
 
 @pytest.mark.slow
 def test_main_prints_one_json_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location("plan2flow_bench_memory", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_bench("memory")
     backends = "sqlite,postgresql" if available() else "sqlite"
     argv = ["--sizes", "1", "--rounds", "1", "--rows", "300", "--n", "8", "--dir", str(tmp_path)]
     assert module.main([*argv, "--backends", backends]) == 0

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 from memory_pg import available
-from support import need_service
+from support import load_bench, need_service
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "memory_tenants.py"
 KEYS = {
     "n",
     "core_us",
@@ -26,10 +23,7 @@ KEYS = {
 @pytest.mark.slow
 def test_main_prints_one_json_line(capsys: pytest.CaptureFixture[str]) -> None:
     need_service(available(), "PostgreSQL is not running on 127.0.0.1:5432")
-    spec = importlib.util.spec_from_file_location("plan2flow_bench_memory_tenants", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_bench("memory_tenants")
     assert module.main(["--n", "5"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from types import ModuleType
 
 import pytest
 import yaml
+from support import load_bench
 
 pytestmark = pytest.mark.slow
 
@@ -20,13 +20,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 @pytest.fixture(scope="module")
 def run_overhead() -> ModuleType:
     # Under the name the benchmarks use, so that parallel.py finds and reuses this module.
-    name = "plan2flow_bench_run_overhead"
-    spec = importlib.util.spec_from_file_location(name, BENCH / "run_overhead.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("run_overhead")
 
 
 @pytest.fixture(scope="module")

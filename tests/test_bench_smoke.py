@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 import yaml
-
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "compile.py"
+from support import load_bench
 
 KEYS = {
     "n",
@@ -26,11 +23,7 @@ KEYS = {
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("plan2flow_bench_compile", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("compile")
 
 
 def test_plan_is_deterministic_layered_yaml(bench: ModuleType) -> None:

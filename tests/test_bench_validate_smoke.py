@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 from types import ModuleType
 
 import pytest
+from support import load_bench
 
 from plan2flow.compiler import PlanError, compile_plan
-
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "validate_size.py"
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("plan2flow_bench_validate_size", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("validate_size")
 
 
 def test_shapes_are_plans_of_the_size_asked(bench: ModuleType) -> None:

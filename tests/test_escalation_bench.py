@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "escalation.py"
+from support import load_bench
 
 
 @pytest.mark.slow
 def test_the_benchmark_prints_one_json_line(capsys: pytest.CaptureFixture[str]) -> None:
-    spec = importlib.util.spec_from_file_location("plan2flow_bench_escalation", BENCH)
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_bench("escalation")
     args = ["--calls", "3", "--corpus-mib", "0.05", "--scoring-rounds", "1"]
     assert bench.main(args) == 0
     (line,) = capsys.readouterr().out.splitlines()

@@ -28,7 +28,7 @@ from events_nats import (
     wait_until,
 )
 from prefect_db import seed
-from support import build_module, import_flow, plan_text
+from support import build_module, import_flow, load_bench, plan_text
 
 from plan2flow.events import Event, process_bus
 from plan2flow.events import bus as bus_module
@@ -516,14 +516,8 @@ def test_a_run_cancelled_in_prefect_ends_with_flow_cancelled(
 def test_the_run_events_benchmark_measures_every_variant(
     tmp_path: Path, run_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import importlib.util
-
     url = need_shared_nats()
-    path = Path(__file__).resolve().parent.parent / "bench" / "run_events.py"
-    spec = importlib.util.spec_from_file_location("plan2flow_bench_run_events", path)
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_bench("run_events")
     for variable in ("PLAN2FLOW_EVENTS", "PLAN2FLOW_EVENTS_URL"):
         monkeypatch.delenv(variable, raising=False)
     report = bench.measure(5, 1, directory=tmp_path / "build", max_workers=2, url=url)

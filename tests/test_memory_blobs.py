@@ -5,7 +5,6 @@ collectable without racing writers; on real local directories and on a real S3-s
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import json
 import os
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from moto_s3 import CREDENTIALS, moto_server, new_bucket
+from support import load_bench
 
 from plan2flow.memory.blobs import (
     CHUNK_SIZE,
@@ -37,7 +37,6 @@ from plan2flow.memory.errors import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCH = ROOT / "bench" / "memory_blobs.py"
 
 
 def sha(data: bytes) -> str:
@@ -372,10 +371,7 @@ def test_s3_errors_are_the_stores(s3_endpoint: str) -> None:
 
 def test_the_benchmark_runs_and_reports_every_figure(capsys: pytest.CaptureFixture[str]) -> None:
     """bench/memory_blobs.py, tiny: one round of 1 MiB, a few envelope values."""
-    spec = importlib.util.spec_from_file_location("bench_memory_blobs", BENCH)
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_bench("memory_blobs")
     assert bench.main(["--sizes", "1", "--rounds", "1", "--values", "10"]) == 0
     report = json.loads(capsys.readouterr().out)
     figures = report["blobs"]["1MiB"]
