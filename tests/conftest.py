@@ -126,6 +126,9 @@ def restore_environment(session_home: Path) -> Iterator[None]:
     # Commands that keep state (the audit journal of `compile`, runs) never touch the home of
     # the person running the suite: without a home of its own, a test shares the session's.
     os.environ.setdefault("PLAN2FLOW_HOME", str(session_home))
+    # SlipCover's switch (`make pytest`) is for the suite's own processes: a pytest started by a
+    # test (the `test` agent's) would take itself for an xdist worker and measure its project.
+    os.environ.pop("SLIPCOVER_ENABLED", None)
     yield
     os.environ.clear()
     os.environ.update(saved)
