@@ -20,7 +20,6 @@ from .checking import (
     Outcome,
     PlansArg,
     StrictOpt,
-    check,
     check_all,
     describe,
     exit_code,
@@ -132,14 +131,16 @@ def compile_command(
 
 
 @app.command("hash")
-def hash_command(plan: Annotated[Path, typer.Argument(help="A plan file.")]) -> None:
-    """Print the plan's graph hash (sha256:...)."""
+def hash_command(plans: PlansArg) -> None:
+    """Print the plan's graph hash (sha256:...); for several plans, `<hash>  <plan>` lines."""
     console, err = consoles()
-    outcome = check(plan, strict=False)
-    if outcome.result is None:
-        report([outcome], Format.human, console, err)
-        raise typer.Exit(exit_code([outcome]))
-    say(console, outcome.result.graph.hash)
+    outcomes = check_all(plans, strict=False)
+    hashes = [(o.result.graph.hash, o.path) for o in outcomes if o.result is not None]
+    if len(hashes) < len(outcomes):  # none is printed unless every plan has one
+        report(outcomes, Format.human, console, err)
+        raise typer.Exit(exit_code(outcomes))
+    for digest, path in hashes:
+        say(console, digest if len(hashes) == 1 else f"{digest}  {path}")
 
 
 @app.command()

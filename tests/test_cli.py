@@ -118,6 +118,21 @@ def test_hash_of_invalid_plan_reports_and_exits_1() -> None:
     assert result.stdout == ""
 
 
+def test_hash_of_several_plans_prints_a_line_each_or_nothing(tmp_path: Path) -> None:
+    good = plan(tmp_path, "good", "tasks:\n  - {id: a, type: noop}\n")
+    other = plan(tmp_path, "other", "tasks:\n  - {id: b, type: noop}\n")
+    result = runner.invoke(app, ["hash", str(good), str(other)])
+    assert result.exit_code == 0, result.output
+    assert result.exception is None
+    single = {p: runner.invoke(app, ["hash", str(p)]).stdout.strip() for p in (good, other)}
+    assert result.stdout == f"{single[good]}  {good}\n{single[other]}  {other}\n"
+    assert single[good] != single[other]
+    failed = runner.invoke(app, ["hash", str(good), str(INVALID / "cycle.yaml")])
+    assert failed.exit_code == 1
+    assert failed.stdout == ""
+    assert "P2F301" in failed.stderr and "2 plan(s) checked" in failed.stderr
+
+
 def test_nothing_is_written_unless_every_plan_is_valid(tmp_path: Path) -> None:
     good = plan(tmp_path, "good", "tasks:\n  - {id: a, type: noop}\n")
     bad = plan(tmp_path, "bad", "tasks:\n  - {id: a, type: nope}\n")

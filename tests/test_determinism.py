@@ -93,7 +93,7 @@ def cli_runs(
     tmp_path_factory: pytest.TempPathFactory, references: dict[str, CompileResult]
 ) -> CliRuns:
     """Run `plan2flow compile` (every plan at once) in 8 configurations, and `plan2flow hash`
-    (one plan per process) for each seed, alternating the layout; two processes at a time."""
+    (every plan at once) for each seed, alternating the layout; two processes at a time."""
     base = tmp_path_factory.mktemp("cli")
     cli = _cli()
     runs = CliRuns()
@@ -114,8 +114,7 @@ def cli_runs(
                 ("compile", (seed, layout), None, [*cli, "compile", *plans, "-o", out], cwd)
             )
             if layout == LAYOUTS[index % 2]:
-                for stem, plan in zip(EXAMPLE_IDS, plans, strict=True):
-                    jobs.append(("hash", (seed, layout), stem, [*cli, "hash", plan], cwd))
+                jobs.append(("hash", (seed, layout), None, [*cli, "hash", *plans], cwd))
 
     def execute(
         job: tuple[str, tuple[str, str], str | None, list[str], Path],
@@ -129,9 +128,12 @@ def cli_runs(
     for (kind, config, stem, args, cwd), done in zip(jobs, results, strict=True):
         assert done.returncode == 0, f"{args} in {cwd} failed:\n{done.stdout}\n{done.stderr}"
         if kind == "hash":
-            assert stem is not None
-            assert HASH.fullmatch(done.stdout.strip()), done.stdout
-            runs.hash_command.setdefault(config, {})[stem] = done.stdout.strip()
+            # One `<hash>  <plan>` line per plan, in the order given.
+            lines = [line.split("  ", 1) for line in done.stdout.splitlines()]
+            assert [plan for _, plan in lines] == args[len(cli) + 1 :], done.stdout
+            assert all(HASH.fullmatch(digest) for digest, _ in lines), done.stdout
+            hashes = dict(zip(EXAMPLE_IDS, (digest for digest, _ in lines), strict=True))
+            runs.hash_command[config] = hashes
             continue
         out = cwd / "out"
         runs.files[config] = {p.name: p.read_bytes() for p in sorted(out.iterdir())}
