@@ -111,6 +111,20 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory, prefect_db: Path) -> I
         SubprocessASGIServer._instances.pop(None, None)
 
 
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def local(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, prefect_db: Path
+) -> Iterator[Any]:
+    """`plan2flow up` on SQLite or PostgreSQL (tests/plan2flow_up.py), shared by the modules
+    whose tests use it: each server starts once, in the one worker that runs its group. A test
+    that needs one backend only says so: `@pytest.mark.parametrize("local", ["sqlite"],
+    indirect=True)`."""
+    from plan2flow_up import started
+
+    with started(request.param, tmp_path_factory, prefect_db) as server:
+        yield server
+
+
 @pytest.fixture(scope="session")
 def session_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The PLAN2FLOW_HOME of tests that set none."""

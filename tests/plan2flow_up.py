@@ -1,0 +1,149 @@
+"""One `plan2flow up` server per backend for the session (the `local` fixture of conftest.py):
+a real Prefect server, its UI, a process work pool and its worker. The tests that use it run in
+one xdist worker (their group is the backend), and every test deploys plans of its own names."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prefect_db import seed
+from support import need_service
+from typer.testing import CliRunner
+
+from plan2flow.cli import app
+
+PLAN = """\
+apiVersion: plan2flow/v1
+kind: Plan
+metadata:
+  name: greetings
+  description: Greet someone, then count the bytes.
+params:
+  who: {type: string, default: world, description: Who to greet.}
+  times: {type: integer, default: 1}
+schedule:
+  cron: "0 3 * * *"
+  timezone: Europe/Berlin
+tasks:
+  - id: greet
+    type: shell
+    params: {argv: ['echo "Hello, ${{ params.who }}!" > "${{ outputs.greeting }}"'], shell: true}
+    outputs: [greeting]
+  - id: count
+    type: shell
+    params: {argv: [wc, -c, "${{ inputs.text }}"]}
+    inputs: {text: greet.greeting}
+  - {id: done, type: noop, depends_on: [count]}
+"""
+TASK_IDS = {"greet", "count", "done"}
+BUSY_SECONDS = 240.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def postgres_available() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class Local:
+    """A server started by `plan2flow up --detach` for this module."""
+
+    home: Path
+    api: str
+    ui: str
+    env: dict[str, str | None]
+
+    def plan(self, name: str, text: str = PLAN) -> Path:
+        """A plan file of this name (and deployment `<name>/<name>`), in a folder of its own."""
+        path = self.home.parent / f"plans-{self.home.name}" / name / f"{name}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text.replace("name: greetings", f"name: {name}", 1), encoding="utf-8")
+        return path
+
+    def cli(self, *args: str) -> Any:
+        result = CliRunner().invoke(app, list(args), env=self.env)
+        if result.exception and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return result
+
+    def get(self, path: str) -> Any:
+        """A read, asked again while the server is too busy to answer in 30 s (a SQLite server
+        on two loaded cores has been), within BUSY_SECONDS."""
+        deadline = time.monotonic() + BUSY_SECONDS
+        while True:
+            try:
+                response = httpx.get(f"{self.api}{path}", timeout=30)
+            except httpx.TimeoutException:
+                if time.monotonic() > deadline:
+                    raise
+                continue
+            response.raise_for_status()
+            return response.json()
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        response = httpx.post(f"{self.api}{path}", json=body, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+
+@contextmanager
+def started(
+    backend: str, tmp_path_factory: pytest.TempPathFactory, prefect_db: Path
+) -> Iterator[Local]:
+    """`plan2flow up --detach` on `backend`, until `plan2flow down`."""
+    database: str | None = None
+    if backend == "postgresql":
+        need_service(postgres_available(), "PostgreSQL is not running on 127.0.0.1:5432")
+        import psycopg
+
+        database = f"plan2flow_test_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as c:
+            c.execute(f'CREATE DATABASE "{database}"')
+    home = tmp_path_factory.mktemp(f"home-{backend}")
+    if database is None:
+        seed(home / "prefect", prefect_db)
+    saved = dict(os.environ)
+    env: dict[str, str | None] = {
+        "PLAN2FLOW_HOME": str(home),
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "PREFECT_API_URL": None,
+    }
+    port = free_port()
+    args = ["up", "--detach", "--port", str(port), "--pool", "plan2flow-test"]
+    if database:
+        args += ["--database-url", f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}"]
+    server = Local(home, f"http://127.0.0.1:{port}/api", f"http://127.0.0.1:{port}", env)
+    try:
+        result = server.cli(*args)
+        assert result.exit_code == 0, result.output
+        yield server
+    finally:
+        CliRunner().invoke(app, ["down"], env=env)
+        os.environ.clear()
+        os.environ.update(saved)
+        if database:
+            import psycopg
+
+            with psycopg.connect(
+                "host=127.0.0.1 user=postgres dbname=postgres", autocommit=True
+            ) as c:
+                c.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
