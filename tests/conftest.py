@@ -77,7 +77,9 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory, prefect_db: Path) -> I
     API, and shipping them cost its server a third of its CPU time (200 task runs: 7.0 s of
     the server's CPU with them, 4.8 s without; the worker's own 1.7 s and 1.3 s). Only this
     process's settings change: the servers, workers and runs the tests start in subprocesses
-    ship their logs as usual."""
+    ship their logs as usual. Nor does this API persist events (a third of what it spent
+    recording runs): a test that checks what reaches Prefect subscribes to its event stream
+    (tests/prefect_events.py); the task run recorder still turns them into task runs."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from prefect.context import _temporary_global_settings_context, get_settings_context
     from prefect.events.worker import EventsWorker
@@ -86,6 +88,7 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory, prefect_db: Path) -> I
         PREFECT_API_URL,
         PREFECT_LOGGING_TO_API_ENABLED,
         PREFECT_SERVER_DATABASE_CONNECTION_URL,
+        PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED,
         temporary_settings,
     )
     from prefect_db import seed
@@ -96,7 +99,11 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory, prefect_db: Path) -> I
     # The ephemeral server Prefect's clients look up: none starts a second one.
     SubprocessASGIServer._instances[None] = server
     try:
-        with temporary_settings(updates={PREFECT_SERVER_DATABASE_CONNECTION_URL: database}):
+        serving = {
+            PREFECT_SERVER_DATABASE_CONNECTION_URL: database,
+            PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED: False,
+        }
+        with temporary_settings(updates=serving):
             server.start(timeout=120)
             updates = {PREFECT_API_URL: server.api_url, PREFECT_LOGGING_TO_API_ENABLED: False}
             with (

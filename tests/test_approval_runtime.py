@@ -20,6 +20,7 @@ from approvals_support import (
     start_plan,
     wait_paused,
 )
+from prefect_events import Subscription
 
 from plan2flow.events import process_bus
 from plan2flow.flows.pausing import PAUSE_GRACE_SECONDS
@@ -224,26 +225,21 @@ def test_timeout_fails_the_approval_with_on_timeout_fail(tmp_path: Path) -> None
     assert review.message == "approval 'review' was not answered within 2 s"
 
 
-def _prefect_events(flow_run_id: str, expected: set[str]) -> dict[str, dict[str, object]]:
+def _prefect_events(
+    stream: Subscription, flow_run_id: str, expected: set[str]
+) -> dict[str, dict[str, Any]]:
     """The run's plan2flow.approval.* and task.skipped Prefect events, once all arrived."""
+    related = f"prefect.flow-run.{flow_run_id}"
 
-    def found() -> dict[str, dict[str, object]] | None:
-        response = httpx.post(
-            f"{api_url()}/events/filter",
-            json={
-                "filter": {
-                    "event": {"prefix": ["plan2flow.approval.", "plan2flow.task.skipped"]},
-                    "related": {"id": [f"prefect.flow-run.{flow_run_id}"]},
-                },
-                "limit": 50,
-            },
-            timeout=10,
-        )
-        response.raise_for_status()
-        events = {e["event"]: e for e in response.json()["events"]}
+    def found() -> dict[str, dict[str, Any]] | None:
+        events = {
+            e["event"]: e
+            for e in stream.events()
+            if any(r["prefect.resource.id"] == related for r in e["related"])
+        }
         return events if set(events) >= expected else None
 
-    result: dict[str, dict[str, object]] = poll("the Prefect events", found)
+    result: dict[str, dict[str, Any]] = poll("the Prefect events", found)
     return result
 
 
@@ -254,15 +250,25 @@ def test_requests_and_answers_are_published(
     monkeypatch.delenv("PLAN2FLOW_EVENTS", raising=False)
     subscription = process_bus().subscribe("plan2flow.*.published.>")
     try:
-        running = start_plan(tmp_path, "published", _tasks("{respondents: [erin]}"))
-        wait_paused(running)
-        resume(running.flow_run_id, {"option": "reject", "respondent": "erin"})
-        running.join()
-        seen = {}
-        while {"approval.given", "task.skipped"} - set(seen):
-            event = subscription.get(timeout=30)
-            assert event is not None, sorted(seen)
-            seen[event.type.removeprefix("plan2flow.")] = event
+        with Subscription(["plan2flow.approval.", "plan2flow.task.skipped"]) as stream:
+            running = start_plan(tmp_path, "published", _tasks("{respondents: [erin]}"))
+            wait_paused(running)
+            resume(running.flow_run_id, {"option": "reject", "respondent": "erin"})
+            running.join()
+            seen = {}
+            while {"approval.given", "task.skipped"} - set(seen):
+                event = subscription.get(timeout=30)
+                assert event is not None, sorted(seen)
+                seen[event.type.removeprefix("plan2flow.")] = event
+            mirrored = _prefect_events(
+                stream,
+                running.flow_run_id,
+                {
+                    "plan2flow.approval.requested",
+                    "plan2flow.approval.given",
+                    "plan2flow.task.skipped",
+                },
+            )
     finally:
         subscription.close()
     requested = seen["approval.requested"]
@@ -274,9 +280,5 @@ def test_requests_and_answers_are_published(
         ["ship"],
     )
     assert seen["task.skipped"].data.message == "skipped: 'review' was answered 'reject' by 'erin'"
-    mirrored = _prefect_events(
-        running.flow_run_id,
-        {"plan2flow.approval.requested", "plan2flow.approval.given", "plan2flow.task.skipped"},
-    )
     resource = mirrored["plan2flow.approval.given"]["resource"]
     assert resource["prefect.resource.id"] == "plan2flow.approval.published.review"
