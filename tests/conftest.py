@@ -118,18 +118,46 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory, prefect_db: Path) -> I
         SubprocessASGIServer._instances.pop(None, None)
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def local(
+UP_SERVERS = pytest.StashKey[Any]()
+
+
+@pytest.fixture(scope="session")
+def up_servers(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, prefect_db: Path
 ) -> Iterator[Any]:
-    """`plan2flow up` on SQLite or PostgreSQL (tests/plan2flow_up.py), shared by the modules
-    whose tests use it: each server starts once, in the one worker that runs its group. A test
-    that needs one backend only says so: `@pytest.mark.parametrize("local", ["sqlite"],
-    indirect=True)`."""
-    from plan2flow_up import started
+    from plan2flow_up import UpServers
 
-    with started(request.param, tmp_path_factory, prefect_db) as server:
-        yield server
+    servers = UpServers(tmp_path_factory, prefect_db)
+    request.config.stash[UP_SERVERS] = servers
+    try:
+        yield servers
+    finally:
+        servers.stop()
+        del request.config.stash[UP_SERVERS]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def local(request: pytest.FixtureRequest, up_servers: Any) -> Any:
+    """`plan2flow up` on SQLite or PostgreSQL (tests/plan2flow_up.py), shared by the tests of
+    every module that use it: under xdist they run one after another in one worker (their
+    group is the backend), and the server stops after the last of them. A test that needs one
+    backend only says so: `@pytest.mark.parametrize("local", ["sqlite"], indirect=True)`."""
+    return up_servers.get(request.param)
+
+
+def _backend(item: pytest.Item | None) -> str | None:
+    callspec = getattr(item, "callspec", None)
+    backend = callspec.params.get("local") if callspec else None
+    return backend if isinstance(backend, str) else None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """After the last test in a row that uses a `plan2flow up` server, stop it."""
+    backend = _backend(item)
+    servers = item.config.stash.get(UP_SERVERS, None)
+    if backend is not None and servers is not None and _backend(nextitem) != backend:
+        servers.stop(backend)
 
 
 @pytest.fixture(scope="session")

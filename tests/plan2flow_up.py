@@ -65,7 +65,7 @@ def postgres_available() -> bool:
 
 @dataclass
 class Local:
-    """A server started by `plan2flow up --detach` for this module."""
+    """A server started by `plan2flow up --detach`, and what its commands need."""
 
     home: Path
     api: str
@@ -106,44 +106,77 @@ class Local:
 
 
 @contextmanager
-def started(
-    backend: str, tmp_path_factory: pytest.TempPathFactory, prefect_db: Path
-) -> Iterator[Local]:
-    """`plan2flow up --detach` on `backend`, until `plan2flow down`."""
-    database: str | None = None
-    if backend == "postgresql":
-        need_service(postgres_available(), "PostgreSQL is not running on 127.0.0.1:5432")
-        import psycopg
-
-        database = f"plan2flow_test_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as c:
-            c.execute(f'CREATE DATABASE "{database}"')
-    home = tmp_path_factory.mktemp(f"home-{backend}")
-    if database is None:
-        seed(home / "prefect", prefect_db)
+def _environment_kept() -> Iterator[None]:
+    """`up` and `down` set Prefect defaults in this process's environment: undo them."""
     saved = dict(os.environ)
-    env: dict[str, str | None] = {
-        "PLAN2FLOW_HOME": str(home),
-        "PREFECT_WORKER_QUERY_SECONDS": "1",
-        "PREFECT_API_URL": None,
-    }
-    port = free_port()
-    args = ["up", "--detach", "--port", str(port), "--pool", "plan2flow-test"]
-    if database:
-        args += ["--database-url", f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}"]
-    server = Local(home, f"http://127.0.0.1:{port}/api", f"http://127.0.0.1:{port}", env)
     try:
-        result = server.cli(*args)
-        assert result.exit_code == 0, result.output
-        yield server
+        yield
     finally:
-        CliRunner().invoke(app, ["down"], env=env)
         os.environ.clear()
         os.environ.update(saved)
-        if database:
-            import psycopg
 
-            with psycopg.connect(
-                "host=127.0.0.1 user=postgres dbname=postgres", autocommit=True
-            ) as c:
-                c.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+class UpServers:
+    """The session's `plan2flow up` servers, one per backend, started when a test asks for one
+    and stopped when the tests that use it are done (`stop`): an idle server whose worker polls
+    every second costs about 3 s of CPU a minute."""
+
+    def __init__(self, tmp_path_factory: pytest.TempPathFactory, prefect_db: Path) -> None:
+        self._factory = tmp_path_factory
+        self._prefect_db = prefect_db
+        self._running: dict[str, tuple[Local, str | None]] = {}
+
+    def get(self, backend: str) -> Local:
+        if backend not in self._running:
+            self._running[backend] = self._start(backend)
+        return self._running[backend][0]
+
+    def stop(self, backend: str | None = None) -> None:
+        """Stop the server of `backend`, or every one."""
+        for name in [backend] if backend else list(self._running):
+            if name in self._running:
+                server, database = self._running.pop(name)
+                with _environment_kept():
+                    CliRunner().invoke(app, ["down"], env=server.env)
+                if database:
+                    _drop(database)
+
+    def _start(self, backend: str) -> tuple[Local, str | None]:
+        database: str | None = None
+        if backend == "postgresql":
+            need_service(postgres_available(), "PostgreSQL is not running on 127.0.0.1:5432")
+            database = f"plan2flow_test_{uuid.uuid4().hex[:8]}"
+            _postgres(f'CREATE DATABASE "{database}"')
+        home = self._factory.mktemp(f"home-{backend}")
+        if database is None:
+            seed(home / "prefect", self._prefect_db)
+        env: dict[str, str | None] = {
+            "PLAN2FLOW_HOME": str(home),
+            "PREFECT_WORKER_QUERY_SECONDS": "1",
+            "PREFECT_API_URL": None,
+        }
+        port = free_port()
+        args = ["up", "--detach", "--port", str(port), "--pool", "plan2flow-test"]
+        if database:
+            args += ["--database-url", f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}"]
+        server = Local(home, f"http://127.0.0.1:{port}/api", f"http://127.0.0.1:{port}", env)
+        with _environment_kept():
+            result = CliRunner().invoke(app, args, env=env)
+        if result.exit_code != 0:
+            with _environment_kept():
+                CliRunner().invoke(app, ["down"], env=env)
+            if database:
+                _drop(database)
+            raise AssertionError(result.output)
+        return server, database
+
+
+def _postgres(statement: str) -> None:
+    import psycopg
+
+    with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as c:
+        c.execute(statement)
+
+
+def _drop(database: str) -> None:
+    _postgres(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
