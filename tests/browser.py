@@ -84,6 +84,26 @@ class Page:
                 return text
             time.sleep(0.5)
 
+    def wait_for_canvas(self, timeout: float = 60) -> bool:
+        """Wait until the page shows a canvas of some size, then for two animation frames (one
+        to draw, one to show): the Prefect UI draws a run's graph on a canvas after its text."""
+        sized = (
+            "[...document.querySelectorAll('canvas')].some(c => {"
+            " const box = c.getBoundingClientRect(); return box.width > 0 && box.height > 0; })"
+        )
+        frames = (
+            "new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))"
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.call("Runtime.evaluate", expression=sized, returnByValue=True)
+            if found.get("result", {}).get("value"):
+                self.call("Runtime.evaluate", expression=frames, awaitPromise=True)
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
+
     def click_text(self, label: str) -> bool:
         """Click the innermost element whose text is exactly `label` (a tab, a button, ...)."""
         script = (

@@ -168,7 +168,7 @@ def test_the_prefect_ui_shows_the_runs_tasks(local: Local, request: pytest.Fixtu
         page.open(f"{local.ui}/runs/flow-run/{run['id']}")
         header = page.wait_for_text([run["name"], "3 Task runs", "shown", "plan2flow-test"])
         assert run["name"] in header and "shown" in header and "3 Task runs" in header
-        time.sleep(3)  # the run graph is drawn on a canvas, after the text
+        assert page.wait_for_canvas(), "the run's graph was not drawn"
         page.screenshot(ARTIFACTS / f"prefect-ui-flow-run-{backend}.png")
         assert page.click_text("Task Runs")
         text = page.wait_for_text(sorted(TASK_IDS))
