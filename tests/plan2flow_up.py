@@ -63,6 +63,14 @@ def postgres_available() -> bool:
         return False
 
 
+def invoke(env: dict[str, str | None], *args: str) -> Any:
+    """`plan2flow ARGS` in this process with `env`; an exception other than an exit is raised."""
+    result = CliRunner().invoke(app, list(args), env=env)
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result
+
+
 @dataclass
 class Local:
     """A server started by `plan2flow up --detach`, and what its commands need."""
@@ -80,10 +88,7 @@ class Local:
         return path
 
     def cli(self, *args: str) -> Any:
-        result = CliRunner().invoke(app, list(args), env=self.env)
-        if result.exception and not isinstance(result.exception, SystemExit):
-            raise result.exception
-        return result
+        return invoke(self.env, *args)
 
     def get(self, path: str) -> Any:
         """A read, asked again while the server is too busy to answer in 30 s (a SQLite server

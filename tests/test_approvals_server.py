@@ -19,11 +19,9 @@ import httpx
 import pytest
 from approvals_support import poll
 from browser import CHROMIUM, Page, chromium, screenshots
+from plan2flow_up import invoke
 from prefect_db import seed
 from support import need_service
-from typer.testing import CliRunner
-
-from plan2flow.cli import app
 
 pytestmark = pytest.mark.slow
 
@@ -52,10 +50,7 @@ class Server:
         }
 
     def cli(self, *args: str) -> Any:
-        result = CliRunner().invoke(app, list(args), env=self.env)
-        if result.exception and not isinstance(result.exception, SystemExit):
-            raise result.exception
-        return result
+        return invoke(self.env, *args)
 
     def get(self, path: str) -> Any:
         response = httpx.get(f"{self.api}{path}", timeout=30)
