@@ -627,7 +627,7 @@ def _plan_task(
 
 
 # The function stays apart from its Task, under a name of its own: a process pool then pickles
-# it by reference (the worker process imports this module; about 100 bytes per task) instead of
+# it by reference (the worker process imports this module; about 50 bytes per task) instead of
 # by value, a copy of its code and globals (about 6 KB per task).
 plan_task = task(
     name="plan_task",
