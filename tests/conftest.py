@@ -7,9 +7,12 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from plan2flow_up import Local, UpServers
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` selects by the markers added here
@@ -118,13 +121,13 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory, prefect_db: Path) -> I
         SubprocessASGIServer._instances.pop(None, None)
 
 
-UP_SERVERS = pytest.StashKey[Any]()
+UP_SERVERS = pytest.StashKey["UpServers"]()
 
 
 @pytest.fixture(scope="session")
 def up_servers(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, prefect_db: Path
-) -> Iterator[Any]:
+) -> Iterator[UpServers]:
     from plan2flow_up import UpServers
 
     servers = UpServers(tmp_path_factory, prefect_db)
@@ -137,7 +140,7 @@ def up_servers(
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def local(request: pytest.FixtureRequest, up_servers: Any) -> Any:
+def local(request: pytest.FixtureRequest, up_servers: UpServers) -> Local:
     """`plan2flow up` on SQLite or PostgreSQL (tests/plan2flow_up.py), shared by the tests of
     every module that use it: under xdist they run one after another in one worker (their
     group is the backend), and the server stops after the last of them. A test that needs one
