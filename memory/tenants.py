@@ -11,8 +11,8 @@ from sqlmodel import col
 
 from .audit import record
 from .db.engine import Database, configured_database, open_database
-from .db.migrate import require_head
 from .db.models import Tenant
+from .db.revision import require_head
 from .errors import TenantError
 from .settings import MemorySettings, check_tenant, memory_settings
 

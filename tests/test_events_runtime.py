@@ -27,7 +27,6 @@ from events_nats import (
     private_settings,
     wait_until,
 )
-from prefect_db import seed
 from support import build_module, import_flow, load_bench, plan_text
 
 from plan2flow.events import Event, process_bus
@@ -298,8 +297,10 @@ BIN = Path(sys.executable).parent
 
 @pytest.mark.slow
 def test_an_interrupted_run_publishes_flow_cancelled(
-    tmp_path: Path, nats: NatsSettings, run_home: Path, prefect_db: Path
+    tmp_path: Path, nats: NatsSettings, run_home: Path
 ) -> None:
+    from prefect.settings import PREFECT_API_URL
+
     plan = tmp_path / "slow.yaml"
     plan.write_text(
         plan_text(
@@ -308,8 +309,9 @@ def test_an_interrupted_run_publishes_flow_cancelled(
             "argv: ['touch \"$P2F_WORKDIR/up\"; exec sleep 300']}\n",
         )
     )
-    env = {**os.environ, "PREFECT_HOME": str(seed(tmp_path / "prefect", prefect_db))}
-    env.pop("PREFECT_API_URL", None)
+    # On the session's API: Ctrl-C with the temporary server of `plan2flow run` (which stops
+    # with the run) is tests/test_interrupts.py's; this one is about the bus.
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
     run = subprocess.Popen(
         [str(BIN / "plan2flow"), "run", str(plan)],
         env=env,

@@ -6,6 +6,9 @@ the tables they make are the models' tables."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -52,6 +55,34 @@ def test_history_lists_the_revisions_oldest_first() -> None:
     assert [r.is_head for r in revisions] == [False] * (len(REVISIONS) - 1) + [True]
     assert migrate.head() == REVISIONS[-1]
     assert all(r.message for r in revisions)
+
+
+def test_the_head_read_without_alembic_is_alembics_head() -> None:
+    """Opening project memory compares the database with `revision.HEAD` and imports no
+    Alembic: a new migration must move it, or the database would never be migrated to it."""
+    from plan2flow.memory.db import revision
+
+    assert migrate.head() == revision.HEAD
+
+
+def test_only_a_database_behind_the_head_imports_alembic(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from plan2flow.memory.db.engine import configured_database\n"
+        "configured_database().dispose()\n"
+        "print('alembic' in sys.modules)\n"
+    )
+    env = {**os.environ, "PLAN2FLOW_HOME": str(tmp_path)}
+    env.pop("PLAN2FLOW_DATABASE_URL", None)
+
+    def alembic_imported() -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        return done.stdout.strip()
+
+    assert alembic_imported() == "True"  # a new database: migrated
+    assert alembic_imported() == "False"  # at the head: opened without Alembic
 
 
 def _tables(url: str) -> set[str]:

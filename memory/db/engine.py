@@ -354,21 +354,23 @@ def configured_database(settings: MemorySettings | None = None) -> Database:
     ``default``; PostgreSQL is migrated explicitly (``plan2flow db upgrade``, as the migration
     role) and :class:`SchemaOutOfDate` says so when it is behind.
     """
-    from . import migrate
+    from . import revision
 
     settings = settings or memory_settings()
     if settings.is_sqlite:
         path = engine_url(settings.database_url).database
         if path and path != ":memory:":
             Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        if migrate.current(settings.database_url) != migrate.head():
+        if revision.current(settings.database_url) != revision.HEAD:
+            from . import migrate  # Alembic, only when there is something to migrate
+
             migrate.upgrade(settings.database_url)
         database = open_database(settings.database_url)
         _ensure_default_tenant(database)
         return database
     database = open_database(settings.database_url)
     try:
-        migrate.require_head(database)
+        revision.require_head(database)
     except BaseException:
         database.dispose()
         raise

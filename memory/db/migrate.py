@@ -4,7 +4,8 @@ On PostgreSQL, run them as the migration role (``PLAN2FLOW_DATABASE_ADMIN_URL``)
 tables; the application role (the user of ``PLAN2FLOW_DATABASE_URL``) is granted what it may do
 by the revision that turns row-level security on. The application role may not read
 ``alembic_version``: every migration run also writes the revision into that table's comment,
-which the catalog shows to any role, and :func:`require_head` reads it there.
+which the catalog shows to any role, and :func:`require_head` reads it there. Reading the
+revision needs no Alembic (:mod:`.revision`); this module imports it.
 """
 
 from __future__ import annotations
@@ -17,18 +18,17 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
-from ..errors import MemoryStoreError, SchemaOutOfDate
+from ..errors import MemoryStoreError
 from ..settings import MemorySettings
-from .engine import Database, create_database_engine, engine_url, redact, unavailable
+from .engine import create_database_engine, engine_url, redact, unavailable
+from .revision import VERSION_TABLE, current, require_head, schema_revision
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-VERSION_TABLE = "alembic_version"
 
 
 @dataclass(frozen=True)
@@ -110,50 +110,6 @@ def downgrade(url: str, revision: str) -> None:
         command.downgrade(_config(connection), revision)
 
 
-def current(url: str) -> str | None:
-    """The revision the database at `url` is at (``None``: never migrated)."""
-    parsed = engine_url(url)
-    engine = create_database_engine(parsed, poolclass=NullPool)
-    try:
-        with engine.connect() as connection:
-            return schema_revision(connection)
-    except (sa.exc.OperationalError, sa.exc.InterfaceError) as error:
-        raise unavailable(parsed, error) from None
-    finally:
-        engine.dispose()
-
-
-def schema_revision(connection: Connection) -> str | None:
-    """The revision of the database of `connection`; on PostgreSQL, from the version table's
-    comment when the role may not read the table (the application role)."""
-    if connection.dialect.name == "postgresql":
-        readable = connection.execute(
-            sa.text(
-                "SELECT CASE WHEN to_regclass(:t) IS NULL THEN false "
-                "ELSE has_table_privilege(to_regclass(:t), 'SELECT') END, "
-                "obj_description(to_regclass(:t), 'pg_class')"
-            ),
-            {"t": VERSION_TABLE},
-        ).one()
-        if not readable[0]:
-            return readable[1] or None
-    heads = MigrationContext.configure(connection).get_current_heads()
-    return ",".join(sorted(heads)) or None
-
-
-def require_head(database: Database) -> None:
-    """:class:`SchemaOutOfDate` unless `database` is at the newest revision."""
-    with database.connect() as connection:
-        found = schema_revision(connection)
-    newest = head()
-    if found != newest:
-        state = f"at revision {found}" if found else "not migrated"
-        raise SchemaOutOfDate(
-            f"the metadata database {database.url} is {state}, not at {newest}: run "
-            "`plan2flow db upgrade` as the migration role (PLAN2FLOW_DATABASE_ADMIN_URL)"
-        )
-
-
 def application_role(settings: MemorySettings) -> str | None:
     """The role the application connects as, when it is not the migration role (PostgreSQL):
     the one the migrations grant privileges to."""
@@ -165,6 +121,7 @@ def application_role(settings: MemorySettings) -> str | None:
 
 
 __all__ = [
+    "VERSION_TABLE",
     "Revision",
     "application_role",
     "current",
