@@ -26,7 +26,7 @@ from sqlalchemy.pool import NullPool
 from ..errors import MemoryStoreError
 from ..settings import MemorySettings
 from .engine import create_database_engine, engine_url, redact, unavailable
-from .revision import VERSION_TABLE, current, require_head, schema_revision
+from .revision import current, require_head, schema_revision
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -121,7 +121,6 @@ def application_role(settings: MemorySettings) -> str | None:
 
 
 __all__ = [
-    "VERSION_TABLE",
     "Revision",
     "application_role",
     "current",
