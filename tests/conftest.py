@@ -88,8 +88,10 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory, prefect_db: Path) -> I
     from prefect.events.worker import EventsWorker
     from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import (
+        PREFECT_API_BLOCKS_REGISTER_ON_START,
         PREFECT_API_URL,
         PREFECT_LOGGING_TO_API_ENABLED,
+        PREFECT_MEMOIZE_BLOCK_AUTO_REGISTRATION,
         PREFECT_SERVER_DATABASE_CONNECTION_URL,
         PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED,
         temporary_settings,
@@ -105,6 +107,9 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory, prefect_db: Path) -> I
         serving = {
             PREFECT_SERVER_DATABASE_CONNECTION_URL: database,
             PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED: False,
+            # Its copy of the session's database holds the block types (tests/prefect_db.py).
+            PREFECT_API_BLOCKS_REGISTER_ON_START: False,
+            PREFECT_MEMOIZE_BLOCK_AUTO_REGISTRATION: False,
         }
         with temporary_settings(updates=serving):
             server.start(timeout=120)

@@ -1,10 +1,11 @@
 """A migrated Prefect database, made once per test session and copied into fresh Prefect homes.
 
-A Prefect server on a new SQLite file first runs every migration: about 7 s of CPU, more than
-the rest of its start. The suite starts a dozen such servers (the session's API in each
-worker, `plan2flow up`, the temporary server of `plan2flow run`); each starts instead from a
-copy of one database migrated at the start of the session. The tests of a first start on an
-empty home (tests/test_server.py, `make demo`) still migrate for themselves.
+A Prefect server on a new SQLite file first runs every migration (about 7 s of CPU, more than
+the rest of its start), then registers Prefect's block types. The suite starts a dozen such
+servers (the session's API in each worker, `plan2flow up`, the temporary server of `plan2flow
+run`); each starts instead from a copy of one database migrated, its blocks registered, at the
+start of the session. The tests of a first start on an empty home (tests/test_server.py, `make
+demo`) still migrate for themselves.
 """
 
 from __future__ import annotations
@@ -20,8 +21,19 @@ from pathlib import Path
 # that asks is left as it was.
 _MIGRATE = """\
 import asyncio
+import prefect.plugins
+import prefect.server.api.server  # the block classes a server's registry holds
 from prefect.server.database import provide_database_interface
-asyncio.run(provide_database_interface().create_db())
+from prefect.server.models.block_registration import run_block_auto_registration
+
+async def main():
+    db = provide_database_interface()
+    await db.create_db()
+    prefect.plugins.load_prefect_collections()
+    async with await db.session() as session:
+        await run_block_auto_registration(session=session)
+
+asyncio.run(main())
 """
 DATABASE_FILE = "prefect.db"
 
@@ -47,8 +59,20 @@ def migrated_template(directory: Path) -> Path:
     return template
 
 
+# The template holds Prefect's block types already: a server started in a seeded home does
+# not register them again (SEEDED_SERVER_SETTINGS, also the session API's).
+SEEDED_SERVER_SETTINGS = {
+    "PREFECT_API_BLOCKS_REGISTER_ON_START": "false",
+    "PREFECT_MEMOIZE_BLOCK_AUTO_REGISTRATION": "false",
+}
+
+
 def seed(prefect_home: Path, template: Path) -> Path:
-    """`prefect_home` holding a copy of the migrated database, where a server looks for it."""
+    """`prefect_home` holding a copy of the migrated database, where a server looks for it,
+    and a profile with SEEDED_SERVER_SETTINGS, which the processes of that home read."""
     prefect_home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(template, prefect_home / DATABASE_FILE)
+    settings = "".join(f'{name} = "{value}"\n' for name, value in SEEDED_SERVER_SETTINGS.items())
+    profiles = f'active = "seeded"\n\n[profiles.seeded]\n{settings}'
+    (prefect_home / "profiles.toml").write_text(profiles, encoding="utf-8")
     return prefect_home

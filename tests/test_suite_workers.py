@@ -1,7 +1,10 @@
-"""The suite's own promise about workers: tests that share an expensive fixture run in one
-pytest-xdist worker (tests/conftest.py marks them with `xdist_group`). pytest-xdist carries the
-group in the node id; when a pytest release stops honouring that (pytest 9.2 with xdist 3.8,
-pytest-xdist#1386), every worker starts the shared servers again and nothing else fails."""
+"""The suite's own promises about its shared servers, which no other test would notice broken.
+
+Tests that share an expensive fixture run in one pytest-xdist worker (tests/conftest.py marks
+them with `xdist_group`). pytest-xdist carries the group in the node id; when a pytest release
+stops honouring that (pytest 9.2 with xdist 3.8, pytest-xdist#1386), every worker starts the
+shared servers again and nothing else fails. And the servers seeded from the migrated template
+skip block registration: a template without the block types would serve none."""
 
 from __future__ import annotations
 
@@ -36,3 +39,22 @@ def test_conftest_groups_the_tests_that_share_module_fixtures(
         pytest.skip("tests/test_determinism.py is not in this run")
     groups = {tuple(mark.args) for item in items for mark in item.iter_markers("xdist_group")}
     assert len(groups) == 1, groups
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_the_session_api_serves_every_prefect_block_type_without_registering_them() -> None:
+    """The session's API starts with block registration off (tests/prefect_db.py): every
+    block type of Prefect's own must come from the migrated template it was seeded with."""
+    from prefect.blocks.core import Block
+    from prefect.client.orchestration import get_client
+    from prefect.utilities.dispatch import get_registry_for_type
+
+    prefects = {
+        block.get_block_type_slug()
+        for block in (get_registry_for_type(Block) or {}).values()
+        if block.__module__.startswith("prefect.")
+    }
+    with get_client(sync_client=True) as client:
+        served = {block_type.slug for block_type in client.read_block_types()}
+    assert "local-file-system" in prefects
+    assert prefects <= served, sorted(prefects - served)
