@@ -149,6 +149,26 @@ def test_tester_fails_on_a_failing_test(tmp_path: Path) -> None:
     assert any(line.startswith("FAILED") and "test_hello_1" in line for line in result.findings)
 
 
+@pytest.mark.parametrize(
+    ("args", "loaded"), [([], False), (["-p", "randomly"], True)], ids=["unnamed", "named"]
+)
+def test_tester_loads_only_the_pytest_plugins_a_plan_names(
+    tmp_path: Path, args: list[str], loaded: bool
+) -> None:
+    """pytest-randomly, installed here as on many workers, would reorder and reseed a
+    component's tests on every run unless the plan asks for it."""
+    pytest.importorskip("pytest_randomly")
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "test_plugins.py").write_text(
+        "def test_randomly(request):\n"
+        f"    assert request.config.pluginmanager.has_plugin('randomly') is {loaded}\n"
+    )
+    result = run_tests(tmp_path, code, args=args)
+    assert result.outcome is Outcome.SUCCEEDED, result.log_excerpt
+    assert result.metrics["tests"] == 1.0
+
+
 def test_tester_needs_the_python_it_is_asked_for(tmp_path: Path) -> None:
     result = run_tests(tmp_path, generate(tmp_path, SPEC), python="2.7")
     assert result.outcome is Outcome.FAILED
