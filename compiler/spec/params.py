@@ -71,7 +71,7 @@ class TestParams(Model):
     __test__ = False  # not a pytest test class
 
     args: list[str] = []
-    """Extra pytest arguments; the worker's installed plugins load only when named (`-p asyncio`)."""
+    """Extra pytest arguments; installed plugins load only when named (`-p asyncio`)."""
     python: str | None = None
     """Python version to test with, often `${{ matrix.python }}`."""
 
