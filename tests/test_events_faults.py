@@ -380,9 +380,11 @@ def test_cluster_of_three_loses_nothing_when_the_stream_leader_dies(tmp_path: Pa
         name = asyncio.run(leader())
         victim = next(s for s in servers if s.name == name)
         victim.kill()
-        thread.join(120)
+        # A deadline, not a speed: with four workers on two cores, the publisher was still at
+        # work 120 s after the kill while the survivors elected a leader.
+        thread.join(300)
         assert not thread.is_alive()
-        assert bus.wait_flushed(60)
+        assert bus.wait_flushed(120)
         bus.close()
         survivors = settings.with_(servers=tuple(s.url for s in servers if s is not victim))
         found: list[Event] = []
