@@ -84,18 +84,18 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory, prefect_db: Path) -> I
     recording runs): a test that checks what reaches Prefect subscribes to its event stream
     (tests/prefect_events.py); the task run recorder still turns them into task runs."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    import prefect.settings
     from prefect.context import _temporary_global_settings_context, get_settings_context
     from prefect.events.worker import EventsWorker
     from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import (
-        PREFECT_API_BLOCKS_REGISTER_ON_START,
         PREFECT_API_URL,
         PREFECT_LOGGING_TO_API_ENABLED,
-        PREFECT_MEMOIZE_BLOCK_AUTO_REGISTRATION,
         PREFECT_SERVER_DATABASE_CONNECTION_URL,
         PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED,
         temporary_settings,
     )
+    from prefect_db import SEEDED_SERVER_SETTINGS as SEEDED
     from prefect_db import seed
 
     home = seed(tmp_path_factory.mktemp("prefect-api"), prefect_db)
@@ -108,8 +108,7 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory, prefect_db: Path) -> I
             PREFECT_SERVER_DATABASE_CONNECTION_URL: database,
             PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED: False,
             # Its copy of the session's database holds the block types (tests/prefect_db.py).
-            PREFECT_API_BLOCKS_REGISTER_ON_START: False,
-            PREFECT_MEMOIZE_BLOCK_AUTO_REGISTRATION: False,
+            **{getattr(prefect.settings, name): value for name, value in SEEDED.items()},
         }
         with temporary_settings(updates=serving):
             server.start(timeout=120)
