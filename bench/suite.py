@@ -14,9 +14,11 @@ SQLite). Their output goes to stderr; stdout gets one JSON line:
 * ``reference_cpu_seconds``: the reference job's CPU time, the less of its two runs;
 * ``suite_cpu_in_references``: each run's CPU time in reference jobs.
 
-Why a reference: this machine is shared, and the same commit has taken 7 and 15 minutes on
-different days; the reference's CPU time moved with it (7 s and 15 s). The suite's CPU time in
-reference jobs is the figure to compare across machines and over time.
+Why a reference: this machine is shared, and its speed moves from day to day: one commit took
+7.5 minutes on one machine and 11 on the next day's, and the reference job took 7 s of CPU on
+one day and 13 to 22 s on another. The suite's CPU time in reference jobs moves much less than
+its wall time: it is the figure to compare across machines and over time. The reference stays
+this one job on purpose (not the suite's own template of tests/prefect_db.py, which may change).
 """
 
 from __future__ import annotations
