@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from prefect_db import seed
+from plan2flow_up import Local
 
 from plan2flow.flows.errors import TaskFailure
 from plan2flow.flows.executors import TaskContext, run_shell
@@ -135,42 +134,18 @@ def test_two_names_for_one_variable_are_refused(tmp_path: Path) -> None:
         run_shell(_context(tmp_path, ["true"], who="a", WHO="b"))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.slow
-def test_a_triggered_run_on_the_worker_takes_hostile_params_as_data(
-    tmp_path: Path, prefect_db: Path
-) -> None:
-    """`plan2flow trigger --param` reaches the plan through a deployment and a process worker."""
-    home = tmp_path / HOSTILE_HOME
-    seed(home / "prefect", prefect_db)
-    plan = tmp_path / "plans" / "hostile-trigger.yaml"
-    plan.parent.mkdir()
+@pytest.mark.parametrize("local", ["sqlite"], indirect=True)
+def test_a_triggered_run_on_the_worker_takes_hostile_params_as_data(local: Local) -> None:
+    """`plan2flow trigger --param` reaches the plan through a deployment and a process worker
+    (the session's `plan2flow up` server, tests/plan2flow_up.py)."""
     example = (ROOT / "examples" / "plans" / "hello.yaml").read_text(encoding="utf-8")
-    plan.write_text(example.replace("name: hello", "name: hostile-trigger", 1), encoding="utf-8")
-    env = {**os.environ, "PLAN2FLOW_HOME": str(home), "PREFECT_WORKER_QUERY_SECONDS": "1"}
-    env.pop("PREFECT_API_URL", None)
-    command = str(Path(sys.executable).parent / "plan2flow")
-
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [command, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
-        )
-
+    plan = local.plan("hostile-trigger", example.replace("name: hello", "name: hostile-trigger", 1))
     who = "".join(HOSTILE.values())
-    port = str(_free_port())
-    up = cli("up", "--detach", "--port", port, "--pool", "plan2flow-hostile")
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
-        deployed = cli("deploy", str(plan))
-        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
-        triggered = cli("trigger", str(plan), "--param", f"who={who}", "--wait")
-        assert triggered.returncode == 0, triggered.stdout + triggered.stderr
-    finally:
-        cli("down")
-    assert created(tmp_path) == []
-    assert artifacts(home, "hostile-trigger") == {"greeting": f"Hello, {who}!\n"}
+    deployed = local.cli("deploy", str(plan))
+    assert deployed.exit_code == 0, deployed.output
+    triggered = local.cli("trigger", str(plan), "--param", f"who={who}", "--wait")
+    assert triggered.exit_code == 0, triggered.output
+    assert "hostile-trigger: Completed" in triggered.output
+    assert created(local.home) == [] and created(plan.parent) == []
+    assert artifacts(local.home, "hostile-trigger") == {"greeting": f"Hello, {who}!\n"}

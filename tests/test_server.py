@@ -1,72 +1,34 @@
-"""Against a real `prefect server start` on a free loopback port: runs are recorded, task runs
-carry the plan's task ids, and the summary links to the run in the UI."""
+"""Against a real `prefect server start` (the session's `plan2flow up` server on SQLite): runs
+are recorded, task runs carry the plan's task ids, and the summary links to the run in the UI."""
 
 from __future__ import annotations
 
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from plan2flow_up import Local
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    # Prefect's database does not change what this checks.
+    pytest.mark.parametrize("local", ["sqlite"], indirect=True),
+]
 
 ROOT = Path(__file__).parents[1]
 BIN = Path(sys.executable).parent
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    home = tmp_path_factory.mktemp("prefect-server")
-    port = free_port()
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_API_URL": "",
-    }
-    env.pop("PREFECT_API_URL")
-    log = open(home / "server.log", "wb")  # noqa: SIM115 - closed below
-    server = subprocess.Popen(
-        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    api = f"http://127.0.0.1:{port}/api"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((home / "server.log").read_text(errors="replace")[-2000:])
-            time.sleep(0.5)
-        yield api
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-        log.close()
+@pytest.fixture
+def prefect_server(local: Local) -> str:
+    """The API of the session's `plan2flow up` server on SQLite: a real `prefect server start`
+    (tests/plan2flow_up.py), already migrated and shared with the other tests that use one."""
+    return local.api
 
 
 def run_hello(api: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
