@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import re
@@ -51,15 +52,32 @@ def _module_fixtures(item: pytest.Item) -> list[str]:
     )
 
 
+NATS_SERVER_STARTERS = re.compile(r"\b(own_server|own_cluster|Server)\(")
+
+
 def _starts_nats_servers(item: pytest.Item) -> bool:
     """Whether a test starts nats-server processes of its own (tests/events_nats.py); the
-    other tests of its module use the machine's server and run anywhere."""
-    function = getattr(item, "function", None)
+    other tests of its module use the machine's server and run anywhere. A function's source
+    is read only when its module's calls a starter at all (reading every test's took a second
+    of each worker's collection), and once, not once per parametrized test."""
+    module = getattr(item, "module", None)
+    path = getattr(module, "__file__", None)
+    return bool(
+        path and _calls_a_starter(path) and _calls_a_starter(getattr(item, "function", None))
+    )
+
+
+@functools.cache
+def _calls_a_starter(code: object) -> bool:
+    """Whether the source of `code` (a function, or a module's file) calls a starter."""
     try:
-        source = inspect.getsource(function) if function is not None else ""
+        if isinstance(code, str):
+            source = Path(code).read_text(encoding="utf-8")
+        else:
+            source = inspect.getsource(code) if code is not None else ""  # type: ignore[arg-type]
     except (OSError, TypeError):
         return False
-    return re.search(r"\b(own_server|own_cluster|Server)\(", source) is not None
+    return NATS_SERVER_STARTERS.search(source) is not None
 
 
 @pytest.fixture(scope="session")
