@@ -430,9 +430,10 @@ def summarize(values: dict[str, list[float]], n: int) -> dict[str, Any]:
         "marginal_ms_per_task": {
             name: round((median[name] - fixed) / n * 1000, 2) for name in tasks
         },
-        "ratio": round(median["generated"] / median["handwritten"], 3),
+        # None where the base is zero: no server CPU is seen when the API is no child process.
+        "ratio": _ratio(median["generated"], median["handwritten"]),
         "ratio_marginal": _ratio(median["generated"] - fixed, median["handwritten"] - fixed),
-        "ratio_vs_bare": round(median["generated"] / median["bare"], 3),
+        "ratio_vs_bare": _ratio(median["generated"], median["bare"]),
         "seconds": {name: [round(v, 3) for v in seconds] for name, seconds in values.items()},
     }
 

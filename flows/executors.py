@@ -166,7 +166,9 @@ def load_agent(slug: str, document: str) -> Any:
     """The agent block document `document` of block type `slug`, loaded once per process.
 
     The document ``default`` is created from the type's defaults when the server has none, so a
-    plan runs on a fresh installation with no set-up step.
+    plan runs on a fresh installation with no set-up step. Processes starting together (the
+    tasks of a process pool, runs on several workers) may all find none: the first creates it,
+    the others load what it created.
     """
     from plan2flow.agents import AGENTS
 
@@ -185,10 +187,19 @@ def load_agent(slug: str, document: str) -> Any:
                     f"no agent document '{document}' of block type '{slug}' on the Prefect "
                     f"server; create it, or use the default"
                 ) from None
-            agent = cls()
-            agent.save(DEFAULT_DOCUMENT, overwrite=False)
+            agent = _created_default(cls)
         _AGENT_DOCUMENTS[(slug, document)] = agent
         return agent
+
+
+def _created_default(cls: Any) -> Any:
+    """The ``default`` document of agent class `cls`, created now or by whoever came first."""
+    agent = cls()
+    try:
+        agent.save(DEFAULT_DOCUMENT, overwrite=False)
+    except ValueError:  # Prefect's answer to a name already taken: another process created it
+        return cls.load(DEFAULT_DOCUMENT)
+    return agent
 
 
 def resolve_agent(task: GraphTask) -> Executor:

@@ -16,6 +16,9 @@ from support import build_module, import_flow, plan_text
 from plan2flow.flows import runtime
 
 DEADLINE_SECONDS = 120.0
+# One request's patience: Prefect's own clients' (PREFECT_API_REQUEST_TIMEOUT). The session's
+# API serves every xdist worker, and on a busy machine an answer took more than 10 s.
+REQUEST_SECONDS = 60.0
 """Generous: the suites share two cores, and a loaded test server answers slowly."""
 
 
@@ -66,7 +69,7 @@ def start_plan(tmp_path: Path, name: str, tasks: str, **params: Any) -> RunningF
 
 
 def flow_run(flow_run_id: str) -> dict[str, Any]:
-    response = httpx.get(f"{api_url()}/flow_runs/{flow_run_id}", timeout=10)
+    response = httpx.get(f"{api_url()}/flow_runs/{flow_run_id}", timeout=REQUEST_SECONDS)
     response.raise_for_status()
     data: dict[str, Any] = response.json()
     return data
@@ -92,7 +95,9 @@ def wait_paused(running: RunningFlow) -> dict[str, Any]:
         if data["state"]["type"] != "PAUSED" or not details.get("run_input_keyset"):
             return None
         key = details["run_input_keyset"]["schema"]
-        found = httpx.get(f"{api_url()}/flow_runs/{running.flow_run_id}/input/{key}", timeout=10)
+        found = httpx.get(
+            f"{api_url()}/flow_runs/{running.flow_run_id}/input/{key}", timeout=REQUEST_SECONDS
+        )
         return data if found.status_code == 200 else None
 
     result: dict[str, Any] = poll("the approval's pause", paused)

@@ -6,7 +6,10 @@ import functools
 import inspect
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,8 +27,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     module that use the same module-scoped fixtures (a Prefect server, a compiled set of
     plans): spread over workers, each would build them."""
     for item in items:
-        if "prefect_api" in getattr(item, "fixturenames", ()):
-            # A Prefect API takes ~10 s to start in each worker: `make check` leaves it out.
+        if {"prefect_api", "own_prefect_api"} & set(getattr(item, "fixturenames", ())):
+            # The session's Prefect API takes ~5 s to start: `make check` leaves it out.
             item.add_marker(pytest.mark.slow)
         callspec = getattr(item, "callspec", None)
         backend = callspec.params.get("local") if callspec else None
@@ -89,58 +92,84 @@ def prefect_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return migrated_template(tmp_path_factory.getbasetemp().parent)
 
 
-@pytest.fixture(scope="session")
-def prefect_api(tmp_path_factory: pytest.TempPathFactory, prefect_db: Path) -> Iterator[None]:
-    """A real Prefect API (a temporary SQLite server) for the whole session.
+API_DIRECTORY = "PLAN2FLOW_TEST_API_DIRECTORY"
+API_OWNER = "PLAN2FLOW_TEST_API_OWNER"
 
-    Prefect's `prefect_test_harness`, on a copy of the session's migrated database rather
-    than an empty one. The runs of this process keep their logs: no test reads them from this
-    API, and shipping them cost its server a third of its CPU time (200 task runs: 7.0 s of
-    the server's CPU with them, 4.8 s without; the worker's own 1.7 s and 1.3 s). Only this
-    process's settings change: the servers, workers and runs the tests start in subprocesses
-    ship their logs as usual. Nor does this API persist events (a third of what it spent
-    recording runs): a test that checks what reaches Prefect subscribes to its event stream
-    (tests/prefect_events.py); the task run recorder still turns them into task runs."""
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    import prefect.settings
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The session's pytest process (the xdist controller, or the only process) names the
+    directory of the session's Prefect API before any worker starts: the workers inherit it
+    in their environment and share the one server (tests/prefect_api_server.py)."""
+    if not hasattr(config, "workerinput"):
+        os.environ[API_DIRECTORY] = tempfile.mkdtemp(prefix="plan2flow-test-api-")
+        os.environ[API_OWNER] = str(os.getpid())
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The session's process stops the session's Prefect API, once every worker is done."""
+    if hasattr(config, "workerinput") or API_DIRECTORY not in os.environ:
+        return
+    from prefect_api_server import stop
+
+    directory = Path(os.environ.pop(API_DIRECTORY))
+    os.environ.pop(API_OWNER, None)
+    stop(directory)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def prefect_api(prefect_db: Path) -> Iterator[None]:
+    """A real Prefect API (a SQLite server) for the whole session, one for every xdist worker.
+
+    Started by the first worker that needs it, on a copy of the session's migrated database
+    (tests/prefect_api_server.py). The runs of the tests keep their logs: no test reads them
+    from this API, and shipping them cost its server a third of its CPU time (200 task runs:
+    7.0 s of the server's CPU with them, 4.8 s without; the worker's own 1.7 s and 1.3 s).
+    Only the test processes' settings change: the servers, workers and runs the tests start
+    in subprocesses ship their logs as usual. Nor does this API persist events (a third of
+    what it spent recording runs): a test that checks what reaches Prefect subscribes to its
+    event stream (tests/prefect_events.py); the task run recorder still turns them into task
+    runs. Every test names what it creates after itself: the other workers share the API."""
+    from prefect_api_server import serve
+
+    url = serve(Path(os.environ[API_DIRECTORY]), prefect_db, int(os.environ[API_OWNER]))
+    with _using_api(url):
+        yield
+
+
+@pytest.fixture(scope="module")
+def own_prefect_api(tmp_path_factory: pytest.TempPathFactory, prefect_db: Path) -> Iterator[None]:
+    """A Prefect API of the module's own, for tests that change what every run of the
+    session's API would see (registering and unregistering agents' blocks)."""
+    from prefect_api_server import serve, stop
+
+    directory = tmp_path_factory.mktemp("own-prefect-api")
+    try:
+        with _using_api(serve(directory, prefect_db, os.getpid())):
+            yield
+    finally:
+        stop(directory)
+
+
+@contextmanager
+def _using_api(url: str) -> Iterator[None]:
+    """This process's Prefect clients talk to `url`, without logs shipped to it."""
     from prefect.context import _temporary_global_settings_context, get_settings_context
     from prefect.events.worker import EventsWorker
-    from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import (
         PREFECT_API_URL,
         PREFECT_LOGGING_TO_API_ENABLED,
-        PREFECT_SERVER_DATABASE_CONNECTION_URL,
-        PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED,
         temporary_settings,
     )
-    from prefect_db import SEEDED_SERVER_SETTINGS as SEEDED
-    from prefect_db import seed
 
-    home = seed(tmp_path_factory.mktemp("prefect-api"), prefect_db)
-    database = f"sqlite+aiosqlite:///{home / 'prefect.db'}"
-    server = SubprocessASGIServer()
-    # The ephemeral server Prefect's clients look up: none starts a second one.
-    SubprocessASGIServer._instances[None] = server
-    try:
-        serving = {
-            PREFECT_SERVER_DATABASE_CONNECTION_URL: database,
-            PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED: False,
-            # Its copy of the session's database holds the block types (tests/prefect_db.py).
-            **{getattr(prefect.settings, name): value for name, value in SEEDED.items()},
-        }
-        with temporary_settings(updates=serving):
-            server.start(timeout=120)
-            updates = {PREFECT_API_URL: server.api_url, PREFECT_LOGGING_TO_API_ENABLED: False}
-            with (
-                temporary_settings(updates=updates),
-                _temporary_global_settings_context(get_settings_context()),
-            ):
-                yield
-                # Events still queued would reach the next API this process talks to.
-                EventsWorker.drain_all()
-    finally:
-        server.stop()
-        SubprocessASGIServer._instances.pop(None, None)
+    updates = {PREFECT_API_URL: url, PREFECT_LOGGING_TO_API_ENABLED: False}
+    with (
+        temporary_settings(updates=updates),
+        _temporary_global_settings_context(get_settings_context()),
+    ):
+        yield
+        # Events still queued would reach the next API this process talks to.
+        EventsWorker.drain_all()
 
 
 UP_SERVERS = pytest.StashKey["UpServers"]()

@@ -2,7 +2,7 @@
 
 A Prefect server on a new SQLite file first runs every migration (about 7 s of CPU, more than
 the rest of its start), then registers Prefect's block types. The suite starts a dozen such
-servers (the session's API in each worker, `plan2flow up`, the temporary server of `plan2flow
+servers (the session's API, `plan2flow up`, the temporary server of `plan2flow
 run`); each starts instead from a copy of one database migrated, its blocks registered, at the
 start of the session. A first start on an empty home still migrates for itself (`make demo`,
 and every `plan2flow run` or `plan2flow up` of a new user).

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from support import build_module, import_flow, plan_text
@@ -486,6 +487,39 @@ def test_the_compilers_checksum_table_matches_the_block_classes() -> None:
     assert checksums() == AGENT_SCHEMA_CHECKSUMS
     assert set(AGENT_BLOCK_TYPES.values()) == set(AGENTS)
     assert render_table().startswith("AGENT_SCHEMA_CHECKSUMS: dict[str, str] = {\n")
+
+
+@pytest.mark.usefixtures("run_home")
+def test_a_default_document_another_process_created_first_is_loaded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Processes starting together may all find no `default` document of an agent: the ones
+    that lose the race to create it load the winner's instead of failing their task."""
+    from plan2flow.flows import executors
+
+    race = uuid.uuid4().hex[:12]
+
+    class RacedValidator(ValidatorAgent):
+        # A block type of its own, by name too: a server given a type whose name it knows
+        # uses the known type, and this would save into the validator's documents.
+        _block_type_name = f"plan2flow test raced {race}"
+        _block_type_slug = f"plan2flow-test-raced-{race}"
+        looked: ClassVar[int] = 0
+
+        @classmethod
+        def load(cls, name: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+            cls.looked += 1
+            if cls.looked == 1:  # it looked before the winner saved: Prefect's "not found"
+                raise ValueError(f"Unable to find block document named {name}")
+            return super().load(name, *args, **kwargs)
+
+    slug = RacedValidator.get_block_type_slug()
+    monkeypatch.setitem(AGENTS, slug, RacedValidator)
+    monkeypatch.setattr(executors, "_AGENT_DOCUMENTS", {})
+    RacedValidator(timeout_seconds=7.0).save(executors.DEFAULT_DOCUMENT)  # the winner's
+    agent = executors.load_agent(slug, executors.DEFAULT_DOCUMENT)
+    assert (agent.timeout_seconds, RacedValidator.looked) == (7.0, 2)
+    assert executors.load_agent(slug, executors.DEFAULT_DOCUMENT) is agent  # once per process
 
 
 @pytest.mark.usefixtures("run_home")

@@ -1,4 +1,7 @@
-"""`plan2flow agents`: register (idempotent), list, health, unregister, on a real Prefect API."""
+"""`plan2flow agents`: register (idempotent), list, health, unregister, on a real Prefect API.
+
+A Prefect API of the module's own: unregistering an agent on the session's would take its
+blocks away from the runs of the other xdist workers."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from plan2flow.memory.db.engine import configured_database
 runner = CliRunner()
 
 
-pytestmark = pytest.mark.usefixtures("run_home", "restore_environment")
+pytestmark = pytest.mark.usefixtures("own_prefect_api", "run_home", "restore_environment")
 
 
 def test_register_is_idempotent_and_list_shows_every_agent() -> None:

@@ -55,6 +55,13 @@ def test_run_overhead_measures_all_variants(
     assert any((run_home / "results").iterdir())
 
 
+def test_a_figure_that_is_zero_everywhere_has_no_ratio(run_overhead: ModuleType) -> None:
+    """A Prefect API that is no child process of the benchmark shows no server CPU at all."""
+    zeros = {name: [0.0] for name in ("generated", "handwritten", "bare", "empty")}
+    summary = run_overhead.summarize(zeros, 5)
+    assert (summary["ratio"], summary["ratio_marginal"], summary["ratio_vs_bare"]) == (None,) * 3
+
+
 def test_parallel_runs_with_one_and_with_many_workers(
     parallel: ModuleType,
     prefect_api: None,
