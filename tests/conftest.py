@@ -119,28 +119,30 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def prefect_api(prefect_db: Path) -> Iterator[None]:
-    """A real Prefect API (a SQLite server) for the whole session, one for every xdist worker.
+    """A real Prefect API for the whole session, one for every xdist worker.
 
-    Started by the first worker that needs it, on a copy of the session's migrated database
-    (tests/prefect_api_server.py). The runs of the tests keep their logs: no test reads them
-    from this API, and shipping them cost its server a third of its CPU time (200 task runs:
-    7.0 s of the server's CPU with them, 4.8 s without; the worker's own 1.7 s and 1.3 s).
-    Only the test processes' settings change: the servers, workers and runs the tests start
-    in subprocesses ship their logs as usual. Nor does this API persist events (a third of
-    what it spent recording runs): a test that checks what reaches Prefect subscribes to its
-    event stream (tests/prefect_events.py); the task run recorder still turns them into task
-    runs. Every test names what it creates after itself: the other workers share the API."""
+    Started by the first worker that needs it (tests/prefect_api_server.py), on a new PostgreSQL
+    database where PostgreSQL runs (every worker's runs write to it at once), else on a copy of
+    the session's migrated SQLite database. The runs of the tests keep their logs: no test reads
+    them from this API, and shipping them cost its server a third of its CPU time (200 task
+    runs: 7.0 s of the server's CPU with them, 4.8 s without; the worker's own 1.7 s and 1.3 s).
+    Only the test processes' settings change: the servers, workers and runs the tests start in
+    subprocesses ship their logs as usual. Nor does this API persist events (a third of what it
+    spent recording runs): a test that checks what reaches Prefect subscribes to its event
+    stream (tests/prefect_events.py); the task run recorder still turns them into task runs.
+    Every test names what it creates after itself: the other workers share the API."""
     from prefect_api_server import serve
 
-    url = serve(Path(os.environ[API_DIRECTORY]), prefect_db, int(os.environ[API_OWNER]))
-    with _using_api(url):
+    directory, owner = Path(os.environ[API_DIRECTORY]), int(os.environ[API_OWNER])
+    with _using_api(serve(directory, prefect_db, owner, postgresql=True)):
         yield
 
 
 @pytest.fixture(scope="module")
 def own_prefect_api(tmp_path_factory: pytest.TempPathFactory, prefect_db: Path) -> Iterator[None]:
     """A Prefect API of the module's own, for tests that change what every run of the
-    session's API would see (registering and unregistering agents' blocks)."""
+    session's API would see (registering and unregistering agents' blocks), or look at what
+    the migrated SQLite template holds: it runs on a copy of the template."""
     from prefect_api_server import serve, stop
 
     directory = tmp_path_factory.mktemp("own-prefect-api")

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 from prefect_db import SEEDED_SERVER_SETTINGS, seed
@@ -28,21 +29,26 @@ OWNER_POLL_SECONDS = 1.0
 # Every flow run of every worker waits on this one process: on two busy cores it gets a larger
 # share of the CPU than the workers and their subprocesses.
 SERVER_NICENESS = -5
+# The machine's PostgreSQL, where one runs (docs/development.md): a server shared by every
+# worker's runs writes from many connections at once, which SQLite serializes behind a lock
+# (a request once waited out SQLite's 60 s busy timeout with five workers).
+POSTGRES = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=5"
+POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432"
 # Files in the session's directory: the address, the supervisor's pid, and a lock the
 # supervisor holds for as long as it runs (`stop` waits for it).
 ADDRESS, SUPERVISOR, ALIVE, STARTING = "api.url", "supervisor.pid", "alive.lock", "start.lock"
 
 
-def serve(directory: Path, template: Path, owner: int) -> str:
-    """The API URL of the server of `directory`, started by the first process to ask: on a
-    copy of the migrated `template` (tests/prefect_db.py), kept until `owner` stops it or
-    exits."""
+def serve(directory: Path, template: Path, owner: int, *, postgresql: bool = False) -> str:
+    """The API URL of the server of `directory`, started by the first process to ask and kept
+    until `owner` stops it or exits: on a new PostgreSQL database if `postgresql` and one is
+    running, else on a copy of the migrated SQLite `template` (tests/prefect_db.py)."""
     directory.mkdir(parents=True, exist_ok=True)
     with (directory / STARTING).open("w") as starting:
         fcntl.flock(starting, fcntl.LOCK_EX)
         address = directory / ADDRESS
         if not address.exists():
-            url = _start(directory, template, owner)
+            url = _start(directory, template, owner, postgresql)
             partial = address.with_suffix(".partial")
             partial.write_text(url, encoding="utf-8")
             os.replace(partial, address)
@@ -72,35 +78,41 @@ def stop(directory: Path) -> None:
                 time.sleep(0.1)
 
 
-def _start(directory: Path, template: Path, owner: int) -> str:
+def _start(directory: Path, template: Path, owner: int, postgresql: bool) -> str:
     import httpx  # not in the supervisor, which runs this file
 
-    home = seed(directory / "home", template)
-    port = _free_port()
+    database = _new_postgres_database() if postgresql else None
+    home = directory / "home"
     env = {
         key: value
         for key, value in os.environ.items()
         # Not the clients' settings, and not SlipCover's switch (the server is not measured).
         if not key.startswith("PREFECT_API_") and key != "SLIPCOVER_ENABLED"
     }
+    if database is None:
+        seed(home, template)
+        env.update(SEEDED_SERVER_SETTINGS)
+        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = f"sqlite+aiosqlite:///{home / 'prefect.db'}"
+    else:  # migrated and given Prefect's block types by the server as it starts
+        home.mkdir(parents=True, exist_ok=True)
+        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = f"{POSTGRES_URL}/{database}"
     env.update(
         {
             "PREFECT_HOME": str(home),
-            "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             # No test reads events back from this API (tests/prefect_events.py subscribes).
             "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED": "false",
-            **SEEDED_SERVER_SETTINGS,
             # As Prefect's own temporary server (SubprocessASGIServer) runs.
             "PREFECT_UI_ENABLED": "0",
             "PREFECT__SERVER_EPHEMERAL": "1",
             "PREFECT__SERVER_FINAL": "1",
         }
     )
+    port = _free_port()
     # Started by a launcher that exits at once: the supervisor is no child of this process,
     # which may end before it (an xdist worker whose tests are done) and would leave a zombie.
     subprocess.run(
-        [sys.executable, __file__, "launch", str(owner), str(port), str(directory)],
+        [sys.executable, __file__, "launch", str(owner), str(port), str(directory), database or ""],
         env=env,
         stdin=subprocess.DEVNULL,
         check=True,
@@ -123,6 +135,26 @@ def _start(directory: Path, template: Path, owner: int) -> str:
     raise RuntimeError(f"the Prefect API did not answer within {STARTUP_SECONDS:.0f} s")
 
 
+def _new_postgres_database() -> str | None:
+    """A new, empty PostgreSQL database; None where PostgreSQL is not running."""
+    import psycopg
+
+    name = f"plan2flow_test_api_{uuid.uuid4().hex[:12]}"
+    try:
+        with psycopg.connect(POSTGRES, autocommit=True) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError:
+        return None
+    return name
+
+
+def _drop_postgres_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(POSTGRES, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def _free_port() -> int:
     import socket
 
@@ -141,8 +173,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _supervise(owner: int, port: int, alive: Path) -> int:
-    """Run the server until SIGTERM, SIGINT, its own exit or the exit of `owner`."""
+def _supervise(owner: int, port: int, alive: Path, database: str) -> int:
+    """Run the server until SIGTERM, SIGINT, its own exit or the exit of `owner`; then drop
+    its PostgreSQL `database`, if it has one."""
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
@@ -177,13 +210,15 @@ def _supervise(owner: int, port: int, alive: Path) -> int:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+        if database:
+            _drop_postgres_database(database)
     return 0
 
 
-def _launch(owner: str, port: str, directory: Path) -> int:
+def _launch(owner: str, port: str, directory: Path, database: str) -> int:
     """Start the supervisor and say its pid, without waiting for it."""
     supervisor = subprocess.Popen(
-        [sys.executable, __file__, "supervise", owner, port, str(directory / ALIVE)],
+        [sys.executable, __file__, "supervise", owner, port, str(directory / ALIVE), database],
         stdin=subprocess.DEVNULL,
     )
     partial = directory / f"{SUPERVISOR}.partial"
@@ -194,5 +229,5 @@ def _launch(owner: str, port: str, directory: Path) -> int:
 
 if __name__ == "__main__":
     if sys.argv[1] == "launch":
-        sys.exit(_launch(sys.argv[2], sys.argv[3], Path(sys.argv[4])))
-    sys.exit(_supervise(int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])))
+        sys.exit(_launch(sys.argv[2], sys.argv[3], Path(sys.argv[4]), sys.argv[5]))
+    sys.exit(_supervise(int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4]), sys.argv[5]))

@@ -41,10 +41,10 @@ def test_conftest_groups_the_tests_that_share_module_fixtures(
     assert len(groups) == 1, groups
 
 
-@pytest.mark.usefixtures("prefect_api")
-def test_the_session_api_serves_every_prefect_block_type_without_registering_them() -> None:
-    """The session's API starts with block registration off (tests/prefect_db.py): every
-    block type of Prefect's own must come from the migrated template it was seeded with."""
+@pytest.mark.usefixtures("own_prefect_api")
+def test_a_seeded_api_serves_every_prefect_block_type_without_registering_them() -> None:
+    """A server seeded from the migrated template starts with block registration off
+    (tests/prefect_db.py): every block type of Prefect's own must come from the template."""
     from prefect.blocks.core import Block
     from prefect.client.orchestration import get_client
     from prefect.utilities.dispatch import get_registry_for_type
