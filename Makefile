@@ -11,9 +11,10 @@ UV_VERSION := 0.13.9
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 # pytest-xdist workers: most of the suite's time is spent waiting on servers and processes, so
-# four workers keep two cores busier than fewer do (docs/development.md#how-long: 6 min 17 s
-# with four, 7 min 2 s with three, on one machine the same hour).
-WORKERS ?= 4
+# five workers keep two cores busier than fewer do (docs/development.md#how-long: 5 min 3 s with
+# five, 5 min 44 s with four, one seed, back to back; with four against three, 6 min 17 s and
+# 7 min 2 s).
+WORKERS ?= 5
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 # Every Python process of the suite (xdist workers, CLI and server subprocesses) imports Prefect:
