@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from support import need_service
+from support import free_port, need_service
 
 BINARY = Path(sys.executable).parent / "moto_server"
 CREDENTIALS: dict[str, Any] = {
@@ -25,12 +24,6 @@ CREDENTIALS: dict[str, Any] = {
     "client_kwargs": {"region_name": "us-east-1"},
 }
 """What s3fs needs to talk to moto (which accepts any credentials): never the environment's."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _answers(url: str) -> bool:

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from prefect_db import seed
-from support import need_service
+from support import free_port, need_service
 from typer.testing import CliRunner
 
 from plan2flow.cli import app
@@ -47,12 +47,6 @@ tasks:
 """
 TASK_IDS = {"greet", "count", "done"}
 BUSY_SECONDS = 240.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def postgres_available() -> bool:

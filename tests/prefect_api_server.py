@@ -108,7 +108,9 @@ def _start(directory: Path, template: Path, owner: int, postgresql: bool) -> str
             "PREFECT__SERVER_FINAL": "1",
         }
     )
-    port = _free_port()
+    from support import free_port  # not in the supervisor, which runs this file
+
+    port = free_port()
     # Started by a launcher that exits at once: the supervisor is no child of this process,
     # which may end before it (an xdist worker whose tests are done) and would leave a zombie.
     subprocess.run(
@@ -153,14 +155,6 @@ def _drop_postgres_database(name: str) -> None:
 
     with psycopg.connect(POSTGRES, autocommit=True) as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _alive(pid: int) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import socket
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -16,6 +17,13 @@ from plan2flow.compiler import compile_plan
 from plan2flow.compiler.codegen import flow_file_name, graph_file_name
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def free_port() -> int:
+    """A loopback port free now, for a server a test is about to start."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def need_service(available: bool, reason: str) -> None:

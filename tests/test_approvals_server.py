@@ -9,7 +9,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,19 +20,13 @@ from approvals_support import poll
 from browser import CHROMIUM, Page, chromium, screenshots
 from plan2flow_up import invoke
 from prefect_db import seed
-from support import need_service
+from support import free_port, need_service
 
 pytestmark = pytest.mark.slow
 
 POOL = "plan2flow-approvals"
 DEADLINE = 240.0
 """Generous: the tests share two cores with other suites, and a loaded SQLite server is slow."""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Server:
@@ -102,7 +95,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, prefect_db: Path) -> Iterat
     saved = dict(os.environ)
     home = tmp_path_factory.mktemp("approvals-home")
     seed(home / "prefect", prefect_db)
-    up = Server(home, _free_port())
+    up = Server(home, free_port())
     port = up.api.rsplit(":", 1)[1].split("/")[0]
     try:
         started = up.cli("up", "--detach", "--port", port, "--pool", POOL)

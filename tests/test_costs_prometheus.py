@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry
-from support import need_service
-from test_observability_prometheus import DEPLOY, alerts, free_port, poll
+from support import free_port, need_service
+from test_observability_prometheus import DEPLOY, alerts, poll
 
 from plan2flow.memory import budgets
 from plan2flow.memory.costs import charge_compute

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from support import plan_text
+from support import free_port, plan_text
 from typer.testing import CliRunner
 
 from plan2flow.cli import app
@@ -45,12 +45,6 @@ PLAIN = plan_text("plain", "  - {id: a, type: noop}\n")
 def isolated(tmp_path: Path, restore_environment: None) -> Iterator[dict[str, str | None]]:
     """No server anywhere: an empty home and no PREFECT_API_URL."""
     yield {"PLAN2FLOW_HOME": str(tmp_path / "home"), "PREFECT_API_URL": None}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:

@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import pytest
 from browser import CHROMIUM, chromium
-from plan2flow_up import PLAN, TASK_IDS, Local, free_port
+from plan2flow_up import PLAN, TASK_IDS, Local
 from prefect_db import seed
-from support import need_service
+from support import free_port, need_service
 from typer.testing import CliRunner
 
 from plan2flow.cli import app

@@ -11,7 +11,6 @@ import importlib.util
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from support import build_module, import_flow, need_service
+from support import build_module, free_port, import_flow, need_service
 
 from plan2flow.compiler.spec.escalation import LocalTier, Redaction, RemoteTier
 from plan2flow.escalation import ChatClient, EscalationRecord, Gateway, records
@@ -57,12 +56,6 @@ def model_path() -> Path | None:
         return None
     found = Path(next(iter(spec.submodule_search_locations))) / MODEL_FILE
     return found if found.is_file() else None
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_until_serving(process: subprocess.Popen[bytes], url: str, log: Path) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -17,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from support import build_module, import_flow, need_service, plan_text
+from support import build_module, free_port, import_flow, need_service, plan_text
 from typer.testing import CliRunner
 
 from plan2flow.cli import app
@@ -35,12 +34,6 @@ TASKS = """\
     type: shell
     params: {shell: true, argv: ['while [ ! -e "$GO" ]; do sleep 0.05; done; exit 1']}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def poll(check: Callable[[], Any], what: str) -> Any:
